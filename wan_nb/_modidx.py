@@ -29,6 +29,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'wan_nb.cache.text_key': ('cache.html#text_key', 'wan_nb/cache.py'),
                               'wan_nb.cache.verify_cache': ('cache.html#verify_cache', 'wan_nb/cache.py')},
             'wan_nb.cli': { 'wan_nb.cli.build_parser': ('cli.html#build_parser', 'wan_nb/cli.py'),
+                            'wan_nb.cli.cache_command': ('cli.html#cache_command', 'wan_nb/cli.py'),
                             'wan_nb.cli.demo': ('cli.html#demo', 'wan_nb/cli.py'),
                             'wan_nb.cli.describe_demo_data': ('cli.html#describe_demo_data', 'wan_nb/cli.py'),
                             'wan_nb.cli.main': ('cli.html#main', 'wan_nb/cli.py'),

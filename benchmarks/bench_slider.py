@@ -1,0 +1,118 @@
+"""How fast is `wan-nb slider` on two Wan2.1-14B-sized LoRAs, against the dense SVD public scripts run? Prints JSON.
+
+Builds two rank-16 bf16 LoRAs on the 400 block layers of Wan2.1-T2V-14B (40 blocks x 10 layers, dim 5120, ffn
+13824) whose factors are correlated (B's are A's plus a change, as two anchors trained on nearly the same data),
+saves them (one with musubi keys, one with ComfyUI keys), then times in a fresh process what `wan-nb slider A B -o OUT
+--rank 4` runs (`make_slider`: read both, reduce, write) and its resident memory before the call and at its peak
+during it (Linux: /proc/self/status, peak reset after the imports). For scale it also times
+reading the two inputs and writing a rank-4 output alone, and the dense route on a sample of layers: form the
+delta, full SVD (`torch.linalg.svd`), extrapolated to all 400 layers; the dense route's error is compared with ours.
+Usage: python benchmarks/bench_slider.py [--threads 2] [--dense-sample 1]
+"""
+import argparse, json, subprocess, sys, tempfile, time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from wan_nb.lora_io import Lora, LoraModule, random_lora, read_lora, wan_shapes, write_lora
+
+BLOCKS, DIM, FFN, RANK, OUT_RANK = 40, 5120, 13824, 16, 4
+
+MEMORY = """
+def rss_mb(field):
+    "VmRSS (now) or VmHWM (peak since the last reset) of this process, in MB."
+    line = next(l for l in open('/proc/self/status') if l.startswith(field))
+    return int(line.split()[1]) / 1024
+def reset_peak():
+    open('/proc/self/clear_refs', 'w').write('5')  # Linux: VmHWM restarts from the current RSS
+"""
+
+CHILD = MEMORY + """
+import json, time
+t0 = time.perf_counter()
+import torch; torch.set_num_threads({threads})
+from wan_nb.slider import make_slider
+t1 = time.perf_counter()
+before = rss_mb('VmRSS'); reset_peak()
+summary = make_slider({a!r}, {b!r}, {out!r}, rank={rank})
+t2 = time.perf_counter()
+print(json.dumps(dict(import_s=t1 - t0, slider_s=t2 - t1, rss_before_mb=before, peak_rss_mb=rss_mb('VmHWM'),
+                      retained_energy=summary['retained_energy'])))
+"""
+
+DENSE_CHILD = MEMORY + """
+import json, time
+import torch; torch.set_num_threads({threads})
+from wan_nb.lora_io import read_lora
+a, b = read_lora({a!r}), read_lora({b!r})
+before = rss_mb('VmRSS'); reset_peak()
+out = {{}}
+for name in {names!r}:
+    t0 = time.perf_counter()
+    D = a.modules[name].delta() - b.modules[name].delta()
+    U, S, Vh = torch.linalg.svd(D, full_matrices=False)
+    approx = (U[:, :{rank}] * S[:{rank}]) @ Vh[:{rank}]
+    out[name] = dict(seconds=time.perf_counter() - t0, error=float((D - approx).norm()), norm=float(D.norm()))
+print(json.dumps(dict(modules=out, rss_before_mb=before, peak_rss_mb=rss_mb('VmHWM'))))
+"""
+
+
+def anchors(seed: int = 0) -> tuple[Lora, Lora]:
+    "Two rank-16 bf16 LoRAs with 14B shapes: B's factors are A's, slightly perturbed, with 4 of 16 directions changed."
+    shapes = wan_shapes(BLOCKS, DIM, FFN)
+    a = random_lora(shapes, rank=RANK, alpha=16.0, seed=seed, dtype=torch.bfloat16)
+    c = random_lora(shapes, rank=RANK, seed=seed + 1, dtype=torch.bfloat16).modules
+    changed = (torch.arange(RANK) < OUT_RANK).to(torch.bfloat16)
+    b = Lora({n: LoraModule(n, A=m.A + 0.1 * c[n].A, B=m.B + 0.5 * c[n].B * changed, alpha=16.0) for n, m in a.modules.items()})
+    for lora in (a, b):  # LoRA-sized values: deltas of about 1e-3 per weight
+        for m in lora.modules.values(): m.A.mul_(0.02); m.B.mul_(0.01)
+    return a, b
+
+
+def run_child(code: str) -> dict:
+    res = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def main(threads: int, dense_sample: int) -> dict:
+    torch.set_num_threads(threads)
+    with tempfile.TemporaryDirectory() as d:
+        d = Path(d)
+        a, b = anchors()
+        write_lora(a, d/'a.safetensors', 'musubi'); write_lora(b, d/'b.safetensors', 'comfy')
+        sizes = {f: (d/f).stat().st_size / 1e6 for f in ('a.safetensors', 'b.safetensors')}
+        run_child(CHILD.format(threads=threads, a=str(d/'a.safetensors'), b=str(d/'b.safetensors'), out=str(d/'warm.safetensors'), rank=OUT_RANK))
+        ours = run_child(CHILD.format(threads=threads, a=str(d/'a.safetensors'), b=str(d/'b.safetensors'), out=str(d/'slider.safetensors'), rank=OUT_RANK))
+        out_mb = (d/'slider.safetensors').stat().st_size / 1e6
+        t0 = time.perf_counter()
+        load_file(d/'a.safetensors'); load_file(d/'b.safetensors')
+        save_file(load_file(d/'slider.safetensors'), d/'copy.safetensors')
+        io_s = time.perf_counter() - t0
+        names = [f'blocks.{i}.attn1.to_q' for i in range(dense_sample)] + [f'blocks.{i}.ffn.net.0.proj' for i in range(dense_sample)]
+        dense = run_child(DENSE_CHILD.format(threads=threads, a=str(d/'a.safetensors'), b=str(d/'b.safetensors'), names=names, rank=OUT_RANK))
+        slider = read_lora(d/'slider.safetensors')
+        errors = {}
+        for n in names:
+            D = a.modules[n].delta() - b.modules[n].delta()
+            errors[n] = float((D - slider.modules[n].delta()).norm()) / dense['modules'][n]['error'] - 1
+    attn_s = sum(v['seconds'] for k, v in dense['modules'].items() if '.attn' in k) / dense_sample
+    ffn_s = sum(v['seconds'] for k, v in dense['modules'].items() if '.ffn' in k) / dense_sample
+    dense_total = BLOCKS * (8 * attn_s + 2 * ffn_s)
+    return dict(threads=threads, shapes=f'{BLOCKS} blocks x 10 layers, dim {DIM}, ffn {FFN}, rank {RANK} -> {OUT_RANK}, bf16',
+                input_mb=round(sum(sizes.values()), 1), output_mb=round(out_mb, 1),
+                slider_s=round(ours['slider_s'], 3), slider_import_s=round(ours['import_s'], 3),
+                slider_rss_before_mb=round(ours['rss_before_mb']), slider_peak_rss_mb=round(ours['peak_rss_mb']),
+                read_inputs_write_output_s=round(io_s, 3), slider_over_io=round(ours['slider_s'] / io_s, 2),
+                retained_energy=round(ours['retained_energy'], 4),
+                dense_svd_s={'attn 5120x5120': round(attn_s, 2), 'ffn 13824x5120': round(ffn_s, 2)},
+                dense_estimate_400_modules_s=round(dense_total, 1), dense_over_slider=round(dense_total / ours['slider_s']),
+                dense_rss_before_mb=round(dense['rss_before_mb']), dense_peak_rss_mb=round(dense['peak_rss_mb']),
+                max_rel_error_excess_vs_dense=float(f'{max(errors.values()):.2e}'))
+
+
+if __name__ == '__main__':
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--threads', type=int, default=2)
+    p.add_argument('--dense-sample', type=int, default=1, help='layers of each kind (attn, ffn) the dense SVD runs on')
+    print(json.dumps(main(**vars(p.parse_args())), indent=1))

@@ -32,6 +32,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                             'wan_nb.cli.cache_command': ('cli.html#cache_command', 'wan_nb/cli.py'),
                             'wan_nb.cli.demo': ('cli.html#demo', 'wan_nb/cli.py'),
                             'wan_nb.cli.describe_demo_data': ('cli.html#describe_demo_data', 'wan_nb/cli.py'),
+                            'wan_nb.cli.evaluate_command': ('cli.html#evaluate_command', 'wan_nb/cli.py'),
                             'wan_nb.cli.lora_command': ('cli.html#lora_command', 'wan_nb/cli.py'),
                             'wan_nb.cli.main': ('cli.html#main', 'wan_nb/cli.py'),
                             'wan_nb.cli.plan_command': ('cli.html#plan_command', 'wan_nb/cli.py'),

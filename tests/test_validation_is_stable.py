@@ -52,8 +52,8 @@ def test_the_same_weights_score_the_same_and_a_resume_changes_nothing(tiny_model
     validator = Validator(every_n_steps=3)
     trainer = Trainer(cfg(tiny_model_dir, config, tmp_path/'run'), [validator], progress=False)
     trainer.train()
-    assert score(trainer.transformer, validator.sets['val'], validator.timesteps) == \
-        score(trainer.transformer, validator.sets['val'], validator.timesteps)
+    assert score(trainer.transformer, validator.batches['val'], validator.timesteps) == \
+        score(trainer.transformer, validator.batches['val'], validator.timesteps)
     shutil.copytree(tmp_path/'run'/'checkpoints'/'step_000006', tmp_path/'resumed'/'checkpoints'/'step_000006')
     (tmp_path/'resumed'/'validation.jsonl').write_text(''.join(json.dumps(l) + '\n' for l in lines(tmp_path/'run'/'validation.jsonl')[:3]))
     Trainer(cfg(tiny_model_dir, config, tmp_path/'resumed'), [Validator(every_n_steps=3)], progress=False).train(resume='latest')

@@ -240,6 +240,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'wan_nb.validate.checkpoint_files': ('validate.html#checkpoint_files', 'wan_nb/validate.py'),
                                  'wan_nb.validate.evaluate': ('validate.html#evaluate', 'wan_nb/validate.py'),
                                  'wan_nb.validate.evaluate_checkpoints': ('validate.html#evaluate_checkpoints', 'wan_nb/validate.py'),
+                                 'wan_nb.validate.evaluation_batches': ('validate.html#evaluation_batches', 'wan_nb/validate.py'),
                                  'wan_nb.validate.evaluation_sets': ('validate.html#evaluation_sets', 'wan_nb/validate.py'),
                                  'wan_nb.validate.on_checkpoint': ('validate.html#on_checkpoint', 'wan_nb/validate.py'),
                                  'wan_nb.validate.plot_validation': ('validate.html#plot_validation', 'wan_nb/validate.py'),

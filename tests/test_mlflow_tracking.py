@@ -1,0 +1,108 @@
+"""Training runs are tracked in MLflow: params, metrics per step, evaluations, artifacts, the right final status, and a comparison table."""
+import json
+import os
+
+import mlflow
+import papermill as pm
+import pytest
+from mlflow.tracking import MlflowClient
+
+from wan_nb.core import repo_root
+from wan_nb.tracking import MLflowCallback, reset_tracking, runs_table, setup_tracking, tracking_uri
+from wan_nb.train import Trainer, run_config
+from wan_nb.validate import Validator
+
+IMAGES_HELD_OUT = '''[general]
+enable_bucket = true
+validation_split = 0.25
+[[datasets]]
+image_directory = "images"
+cache_directory = "cache/tracking_images"
+resolution = [64, 64]
+'''
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    "A temporary MLflow store for one test; MLflow's process-wide state is reset afterwards."
+    monkeypatch.setenv('MLFLOW_TRACKING_URI', f'sqlite:///{tmp_path}/mlflow.db')
+    monkeypatch.delenv('MLFLOW_RUN_ID', raising=False)
+    monkeypatch.delenv('MLFLOW_EXPERIMENT_ID', raising=False)
+    yield tmp_path
+    reset_tracking()
+
+
+def train(model, demo_dir, out, experiment='wan-nb'):
+    (demo_dir/'tracking.toml').write_text(IMAGES_HELD_OUT)
+    cfg = run_config(overrides=dict(model=str(model), dataset=str(demo_dir/'tracking.toml'), output_dir=str(out), name='tracked', rank=4,
+                                    learning_rate=2e-3, max_train_steps=6, checkpoint_every_n_steps=3, timestep_sampling='uniform'))
+    validator = Validator(every_n_steps=3)
+    Trainer(cfg, [MLflowCallback(experiment, system_metrics=False), validator], progress=False).train()
+    return validator
+
+
+def test_a_tracked_run_logs_params_metrics_and_artifacts_and_finishes(tiny_model_dir, demo_dir, store):
+    validator = train(tiny_model_dir, demo_dir, store/'run')
+    client = MlflowClient(tracking_uri())
+    (run,) = client.search_runs([client.get_experiment_by_name('wan-nb').experiment_id])
+    assert run.info.status == 'FINISHED' and mlflow.active_run() is None
+    p = run.data.params
+    assert (p['rank'], p['learning_rate'], p['max_train_steps'], p['seed']) == ('4', '0.002', '6', '42')
+    assert len(p['git.commit']) == 40 and p['packages.mlflow'] == mlflow.__version__
+    assert run.data.tags['plan_fingerprint'] and run.data.tags['steps'] == '6'
+    assert [m.step for m in client.get_metric_history(run.info.run_id, 'train/loss')] == [1, 2, 3, 4, 5, 6]
+    val = client.get_metric_history(run.info.run_id, 'val/loss')
+    assert [(m.step, m.value) for m in val] == [(e.step, e.val_loss) for e in validator.history] and [m.step for m in val] == [0, 3, 6]
+    assert len([k for k in run.data.metrics if k.startswith('val/loss_t')]) == 9 and 'probe/loss' in run.data.metrics
+    best = json.loads((store/'run'/'checkpoints'/'best'/'best.json').read_text())
+    assert (run.data.tags['best_step'], float(run.data.tags['best_val_loss'])) == (str(best['step']), best['val_loss'])
+    files = {a.path for folder in (None, 'final', 'figures', 'checkpoints/step_000006') for a in client.list_artifacts(run.info.run_id, folder)}
+    assert {'record.json', 'events.jsonl', 'final/lora.safetensors', 'figures/plan.png', 'figures/validation.png',
+            'checkpoints/step_000006/lora.safetensors'} <= files
+    record = mlflow.artifacts.load_dict(f'runs:/{run.info.run_id}/record.json')
+    assert record['config']['rank'] == 4 and record['plan_fingerprint'] == run.data.tags['plan_fingerprint']
+    assert run.info.artifact_uri.startswith((store/'artifacts'/'wan-nb').as_uri())  # beside the store, not ./mlruns
+
+    (row,) = runs_table()
+    first = min(val, key=lambda m: m.value)
+    assert (row['run_id'], row['status'], row['rank'], row['steps']) == (run.info.run_id, 'FINISHED', '4', 6)
+    assert (row['best_val_loss'], row['best_step']) == (first.value, first.step)
+    assert runs_table("params.rank = '8'") == []
+
+
+def test_a_job_run_is_joined_through_MLFLOW_RUN_ID_and_left_running(tiny_model_dir, demo_dir, store, monkeypatch):
+    client = MlflowClient(tracking_uri())
+    run_id = client.create_run(setup_tracking('jobs'), run_name='job').info.run_id  # what the orchestrator does
+    client.log_param(run_id, 'rank', '4')  # the job's parameters, logged before the notebook runs
+    monkeypatch.setenv('MLFLOW_RUN_ID', run_id)
+    reset_tracking()  # the job's kernel is a fresh process
+    assert tracking_uri() == f'sqlite:///{store}/mlflow.db'
+    train(tiny_model_dir, demo_dir, store/'run')
+    run = client.get_run(run_id)
+    assert run.info.status == 'RUNNING'  # the orchestrator sets the final status
+    assert mlflow.active_run().info.run_id == run_id
+    assert run.data.params['rank'] == '4' and run.data.params['learning_rate'] == '0.002'
+    assert [m.step for m in client.get_metric_history(run_id, 'train/loss')] == [1, 2, 3, 4, 5, 6]
+    assert len(client.search_runs([client.get_experiment_by_name('jobs').experiment_id])) == 1  # no second run
+
+
+def test_compare_runs_job_draws_and_logs_its_figures(tiny_model_dir, demo_dir, store, monkeypatch, tmp_path):
+    train(tiny_model_dir, demo_dir, store/'run')
+    client = MlflowClient(tracking_uri())
+    job = client.create_run(setup_tracking('wan-nb'), run_name='compare').info.run_id
+    monkeypatch.setenv('MLFLOW_RUN_ID', job)
+    pm.execute_notebook(str(repo_root()/'nbs'/'jobs'/'compare_runs.ipynb'), str(tmp_path/'out.ipynb'), parameters=dict(experiment='wan-nb'),
+                        kernel_name='python3', cwd=str(tmp_path), progress_bar=False)
+    logged = {a.path for a in client.list_artifacts(job)} | {a.path for a in client.list_artifacts(job, 'figures')}
+    assert {'figures/compare_runs.png', 'compare_runs.md', 'compare_runs.json'} <= logged
+    rows = mlflow.artifacts.load_dict(f'runs:/{job}/compare_runs.json')
+    assert [r['name'] for r in rows] == ['tracked']  # only finished runs: not the job's own, still running
+
+
+def test_the_store_defaults_to_the_repository_and_honours_the_environment(monkeypatch, tmp_path):
+    monkeypatch.delenv('MLFLOW_TRACKING_URI', raising=False)
+    assert tracking_uri() == f'sqlite:///{repo_root()}/runs/mlflow.db' and os.path.isabs(tracking_uri().removeprefix('sqlite:///'))
+    monkeypatch.setenv('MLFLOW_TRACKING_URI', 'http://mlflow.team:5000')
+    assert tracking_uri() == 'http://mlflow.team:5000'
+    monkeypatch.setenv('MLFLOW_TRACKING_URI', f'sqlite:///{tmp_path}/none.db')
+    assert runs_table() == [] and not (tmp_path/'none.db').exists()  # reading never creates a store

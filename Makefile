@@ -37,3 +37,7 @@ check-sync: setup
 
 lab: setup
 	$(BIN)/jupyter lab
+
+# The MLflow UI over the local store (runs/mlflow.db); open http://127.0.0.1:5000
+mlflow: setup
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/runs/mlflow.db --default-artifact-root $(CURDIR)/runs/artifacts

@@ -14,12 +14,12 @@ def run(*args, **env):
 
 def test_demo_builds_into_the_repo_data_folder_once(tmp_path):
     (tmp_path/'pyproject.toml').write_text('[project]\nname = "wan-nb"\n')
-    first = run('demo', WAN_NB_ROOT=str(tmp_path))
+    first = run('demo', '--no-train', WAN_NB_ROOT=str(tmp_path))
     assert first.returncode == 0, first.stderr
     assert (tmp_path/'data'/'tiny-wan'/'model_index.json').is_file()
     assert len(json.loads((tmp_path/'data'/'demo'/'manifest.json').read_text())['clips']) == 24
     assert first.stdout.count('built now') == 2 and 'shorter than 25 frames at 16 fps' in first.stdout
-    again = run('demo', WAN_NB_ROOT=str(tmp_path))
+    again = run('demo', '--no-train', WAN_NB_ROOT=str(tmp_path))
     assert again.returncode == 0 and again.stdout.count('already there') == 2
 
 

@@ -6,7 +6,6 @@ import argparse, importlib.util, json, shutil, tempfile, time
 from pathlib import Path
 
 import av
-import numpy as np
 
 from wan_nb.demo_data import draw_frame, random_scene, write_clip
 from wan_nb.media import ProbeCache, read_frames

@@ -4,7 +4,6 @@ import tomllib
 from fractions import Fraction
 
 import av
-import pytest
 from PIL import Image
 
 # The keys musubi-tuner accepts (anything else is an error there).

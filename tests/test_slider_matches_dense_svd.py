@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from wan_nb.lora_io import Lora, LoraModule, random_lora, read_lora, wan_shapes, write_lora
+from wan_nb.lora_io import Lora, random_lora, read_lora, wan_shapes, write_lora
 from wan_nb.slider import make_slider, reduce_module, slider_lora
 
 

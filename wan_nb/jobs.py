@@ -5,7 +5,7 @@
 # %% ../nbs/13_jobs.ipynb #1322a760
 from __future__ import annotations
 from .core import repo_root  # first: it quiets a bitsandbytes import warning
-import concurrent.futures, itertools, json, os, sys, time
+import concurrent.futures, itertools, json, os, sys
 from pathlib import Path
 
 import mlflow

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .buckets import EXTRACTION_MODES, bucket_for, bucket_sizes, floor16, frame_windows, latent_shape, latent_tokens, round_target_frames
+from .buckets import EXTRACTION_MODES, bucket_for, floor16, frame_windows, latent_shape, latent_tokens, round_target_frames
 from .core import atomic_path
-from .media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, WAN_FPS, MediaError, ProbeCache, is_image, is_video, source_frame_indices
+from .media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, WAN_FPS, MediaError, ProbeCache, is_video, source_frame_indices
 
 # %% auto #0
 __all__ = ['COMMON_KEYS', 'IMAGE_KEYS', 'VIDEO_KEYS', 'EXTENSION_KEYS', 'GENERAL_ONLY_KEYS', 'ConfigError', 'DatasetSpec',

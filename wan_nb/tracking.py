@@ -5,7 +5,7 @@
 # %% ../nbs/12_tracking.ipynb #0b7af16e
 from __future__ import annotations
 from .core import repo_root  # first: it quiets a bitsandbytes import warning
-import atexit, dataclasses, datetime, importlib.metadata, importlib.util, json, logging, math, os, platform, re, subprocess, sys, time, warnings
+import atexit, dataclasses, datetime, importlib.metadata, importlib.util, json, math, os, platform, re, subprocess, sys, time, warnings
 from pathlib import Path
 
 import mlflow

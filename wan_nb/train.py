@@ -5,8 +5,8 @@
 # %% ../nbs/09_train.ipynb #bd3eda2c
 from __future__ import annotations
 from .core import atomic_path, repo_root  # first: it quiets a bitsandbytes import warning
-import concurrent.futures, contextlib, dataclasses, json, math, os, random, re, shutil, time, tomllib
-from dataclasses import dataclass, field
+import concurrent.futures, contextlib, dataclasses, json, os, random, re, shutil, time, tomllib
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch

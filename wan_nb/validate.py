@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 
-from .cache import CacheEntry, load_entry
-from .train import RunConfig, Trainer, load_batch
+from .cache import CacheEntry
+from .train import RunConfig, load_batch
 
 # %% auto #0
 __all__ = ['validation_timesteps', 'evaluation_sets', 'evaluation_batches', 'score', 'Evaluation', 'Validator', 'evaluate',

@@ -13,7 +13,7 @@ from wan_nb.demo_data import make_demo_data
 from wan_nb.models import load_wan, make_tiny_model
 from wan_nb.plan import plan_dataset
 from wan_nb.train import RunConfig
-from wan_nb.validate import _noise, evaluation_batches, evaluation_sets, score, validation_timesteps
+from wan_nb.validate import _noise, evaluation_batches, evaluation_sets, stable_validation_loss, validation_timesteps
 
 
 def bare(model, groups, timesteps):
@@ -38,7 +38,7 @@ def main(threads: int, repeats: int) -> dict:
         batches = evaluation_batches(entries)  # loaded once per run, as the Validator does
         groups = [(b['latents'], [torch.stack([_noise(e, k, b['latents'].shape[1:]) for e in chunk]) for k in range(len(timesteps))], b['text'])
                   for chunk, b in batches]
-        evaluate_s = statistics.median(_time(lambda: score(model, batches, timesteps)) for _ in range(repeats))
+        evaluate_s = statistics.median(_time(lambda: stable_validation_loss(model, batches, timesteps)) for _ in range(repeats))
         bare_s = statistics.median(_time(lambda: bare(model, groups, timesteps)) for _ in range(repeats))
     return dict(threads=threads, items=len(entries), timesteps=len(timesteps), forward_passes=len(groups) * len(timesteps),
                 evaluation_s=round(evaluate_s, 4), bare_forward_s=round(bare_s, 4), evaluation_over_bare=round(evaluate_s / bare_s, 3))

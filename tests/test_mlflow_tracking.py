@@ -9,7 +9,7 @@ from mlflow.tracking import MlflowClient
 
 from wan_nb.core import repo_root
 from wan_nb.tracking import MLflowCallback, reset_tracking, runs_table, setup_tracking, tracking_uri
-from wan_nb.train import Trainer, run_config
+from wan_nb.train import Trainer, load_run_config
 from wan_nb.validate import Validator
 
 IMAGES_HELD_OUT = '''[general]
@@ -34,7 +34,7 @@ def store(tmp_path, monkeypatch):
 
 def train(model, demo_dir, out, experiment='wan-nb'):
     (demo_dir/'tracking.toml').write_text(IMAGES_HELD_OUT)
-    cfg = run_config(overrides=dict(model=str(model), dataset=str(demo_dir/'tracking.toml'), output_dir=str(out), name='tracked', rank=4,
+    cfg = load_run_config(overrides=dict(model=str(model), dataset=str(demo_dir/'tracking.toml'), output_dir=str(out), name='tracked', rank=4,
                                     learning_rate=2e-3, max_train_steps=6, checkpoint_every_n_steps=3, timestep_sampling='uniform'))
     validator = Validator(every_n_steps=3)
     Trainer(cfg, [MLflowCallback(experiment, system_metrics=False), validator], progress=False).train()

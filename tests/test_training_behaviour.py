@@ -10,7 +10,7 @@ from diffusers import WanPipeline
 from diffusers.optimization import get_scheduler
 
 from wan_nb.models import make_tiny_model
-from wan_nb.train import Trainer, TrainingError, run_config
+from wan_nb.train import Trainer, TrainingError, load_run_config
 
 SMALL = '''[general]
 enable_bucket = true
@@ -28,7 +28,7 @@ def config(demo_dir):
 
 
 def cfg(model, config, out, **kw):
-    return run_config(overrides=dict(model=str(model), dataset=str(config), output_dir=str(out), rank=4, learning_rate=3e-3,
+    return load_run_config(overrides=dict(model=str(model), dataset=str(config), output_dir=str(out), rank=4, learning_rate=3e-3,
                                      timestep_sampling='uniform', checkpoint_every_n_steps=2, **kw))
 
 

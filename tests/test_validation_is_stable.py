@@ -4,8 +4,8 @@ import shutil
 
 import pytest
 
-from wan_nb.train import Trainer, run_config
-from wan_nb.validate import Validator, score
+from wan_nb.train import Trainer, load_run_config
+from wan_nb.validate import Validator, stable_validation_loss
 
 HELD_OUT = '''[general]
 enable_bucket = true
@@ -29,7 +29,7 @@ def config(demo_dir):
 
 
 def cfg(model, config, out, **kw):
-    return run_config(overrides=dict(model=str(model), dataset=str(config), output_dir=str(out), rank=4, learning_rate=2e-3,
+    return load_run_config(overrides=dict(model=str(model), dataset=str(config), output_dir=str(out), rank=4, learning_rate=2e-3,
                                      max_train_steps=12, checkpoint_every_n_steps=6, **kw))
 
 
@@ -52,8 +52,8 @@ def test_the_same_weights_score_the_same_and_a_resume_changes_nothing(tiny_model
     validator = Validator(every_n_steps=3)
     trainer = Trainer(cfg(tiny_model_dir, config, tmp_path/'run'), [validator], progress=False)
     trainer.train()
-    assert score(trainer.transformer, validator.batches['val'], validator.timesteps) == \
-        score(trainer.transformer, validator.batches['val'], validator.timesteps)
+    assert stable_validation_loss(trainer.transformer, validator.batches['val'], validator.timesteps) == \
+        stable_validation_loss(trainer.transformer, validator.batches['val'], validator.timesteps)
     shutil.copytree(tmp_path/'run'/'checkpoints'/'step_000006', tmp_path/'resumed'/'checkpoints'/'step_000006')
     (tmp_path/'resumed'/'validation.jsonl').write_text(''.join(json.dumps(l) + '\n' for l in lines(tmp_path/'run'/'validation.jsonl')[:3]))
     Trainer(cfg(tiny_model_dir, config, tmp_path/'resumed'), [Validator(every_n_steps=3)], progress=False).train(resume='latest')

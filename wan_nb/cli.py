@@ -132,9 +132,9 @@ def lora_command(command: str, args: argparse.Namespace) -> int:
 # %% ../nbs/90_cli.ipynb #0802a3e4
 def train_command(run: Path | None, overrides: list[str] = (), resume: str | None = None, progress: bool = True) -> int:
     "Train the LoRA of `run` (a RUN.toml) with `--set` overrides; prints where the final LoRA is."
-    from wan_nb.train import Trainer, TrainingError, run_config
+    from wan_nb.train import Trainer, TrainingError, load_run_config
     try:
-        cfg = run_config(run, overrides)
+        cfg = load_run_config(run, overrides)
         callbacks = []
         if cfg.validate_every_n_steps:
             from wan_nb.validate import Validator
@@ -152,10 +152,10 @@ def train_command(run: Path | None, overrides: list[str] = (), resume: str | Non
 def evaluate_command(run: Path | None, checkpoints: Path, overrides: list[str] = (), json_path: Path | None = None,
                      plot_path: Path | None = None, progress: bool = True) -> int:
     "Score every checkpoint in `checkpoints` on the run's validation items; print a table, write JSON and a figure."
-    from wan_nb.train import run_config
+    from wan_nb.train import load_run_config
     from wan_nb.validate import Evaluation, evaluate_checkpoints, plot_validation
     try:
-        cfg = run_config(run, overrides)
+        cfg = load_run_config(run, overrides)
         rows = evaluate_checkpoints(cfg, checkpoints, cfg.validation_timesteps, cfg.probe_items, cfg.validation_batch_size, progress)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr); return 1

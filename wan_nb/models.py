@@ -16,7 +16,7 @@ from transformers import T5TokenizerFast, UMT5Config, UMT5EncoderModel
 
 # %% auto #0
 __all__ = ['WAN_COMPONENTS', 'TINY_TRANSFORMER', 'TINY_VAE', 'TINY_TEXT_ENCODER', 'TINY_SCHEDULER', 'read_model_index',
-           'component_class', 'load_component', 'WanModel', 'load_wan', 'wan_pipeline', 'tiny_tokenizer',
+           'component_class', 'load_component', 'WanComponents', 'load_wan', 'wan_pipeline', 'tiny_tokenizer',
            'latent_stats', 'build_tiny_wan', 'make_tiny_model']
 
 # %% ../nbs/01_models.ipynb #e83626cc
@@ -57,7 +57,7 @@ def load_component(model_dir: Path, name: str, dtype: torch.dtype = torch.float3
 
 # %% ../nbs/01_models.ipynb #4737e179
 @dataclass
-class WanModel:
+class WanComponents:
     "The components of a Wan pipeline; the ones not asked for are None."
     path: Path
     transformer: WanTransformer3DModel | None = None
@@ -71,7 +71,7 @@ class WanModel:
     def __repr__(self):
         have = [f.name for f in fields(self) if f.name in WAN_COMPONENTS and getattr(self, f.name) is not None]
         extra = f', boundary_ratio={self.boundary_ratio}' if self.boundary_ratio is not None else ''
-        return f"WanModel({self.path}: {', '.join(have)}{extra})"
+        return f"WanComponents({self.path}: {', '.join(have)}{extra})"
 
 # %% ../nbs/01_models.ipynb #29211a4f
 def load_wan(model_dir: Path,
@@ -79,17 +79,17 @@ def load_wan(model_dir: Path,
              dtype: torch.dtype = torch.float32,  # transformer(s) and text encoder, e.g. torch.bfloat16 on a GPU
              vae_dtype: torch.dtype = torch.float32,  # Wan's VAE is usually kept in fp32 (bf16 on CUDA for caching)
              device: str | torch.device = 'cpu',
-            ) -> WanModel:
+            ) -> WanComponents:
     "Load the Wan components named in `components` from a diffusers-format directory."
     model_dir = Path(model_dir)
     index = read_model_index(model_dir)
     unknown = set(components) - set(WAN_COMPONENTS)
     if unknown: raise ValueError(f"Unknown Wan components {sorted(unknown)}; choose from {WAN_COMPONENTS}.")
     loaded = {name: load_component(model_dir, name, vae_dtype if name == 'vae' else dtype, device) for name in components}
-    return WanModel(path=model_dir, boundary_ratio=index.get('boundary_ratio'), **loaded)
+    return WanComponents(path=model_dir, boundary_ratio=index.get('boundary_ratio'), **loaded)
 
 # %% ../nbs/01_models.ipynb #6e9dbe53
-def wan_pipeline(model: WanModel) -> WanPipeline:
+def wan_pipeline(model: WanComponents) -> WanPipeline:
     "A diffusers `WanPipeline` over the loaded components (all but `transformer_2` must be loaded)."
     missing = [n for n in ('transformer', 'vae', 'text_encoder', 'tokenizer', 'scheduler') if getattr(model, n) is None]
     if missing: raise ValueError(f"{model.path}: load {missing} too to build a WanPipeline (load_wan(path) loads everything).")

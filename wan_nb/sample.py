@@ -15,7 +15,7 @@ from diffusers import UniPCMultistepScheduler, WanTransformer3DModel
 from PIL import Image
 
 from .demo_data import write_clip
-from .models import WanModel, load_component, load_wan, wan_pipeline
+from .models import WanComponents, load_component, load_wan, wan_pipeline
 
 # %% auto #0
 __all__ = ['PromptSpec', 'PromptFileError', 'parse_prompt_line', 'parse_prompt_file', 'preview_components', 'base_expert',
@@ -109,7 +109,7 @@ def parse_prompt_file(path: Path) -> list[PromptSpec]:
 
 # %% ../nbs/11_sample.ipynb #307f2188
 @functools.lru_cache(maxsize=1)
-def preview_components(model_dir: Path, dtype: torch.dtype = torch.float32) -> WanModel:
+def preview_components(model_dir: Path, dtype: torch.dtype = torch.float32) -> WanComponents:
     "The VAE, text encoder (in `dtype`), tokenizer and scheduler of `model_dir`, loaded once to the CPU and kept."
     return load_wan(model_dir, components=('vae', 'text_encoder', 'tokenizer', 'scheduler'), dtype=dtype)
 

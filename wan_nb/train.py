@@ -24,7 +24,7 @@ from .plan import DatasetPlan, plan_dataset
 from .slider import parse_blocks
 
 # %% auto #0
-__all__ = ['OPTIONS', 'TARGET_PRESETS', 'RunConfig', 'run_config', 'lora_target_modules', 'add_lora', 'sample_timesteps',
+__all__ = ['OPTIONS', 'TARGET_PRESETS', 'RunConfig', 'load_run_config', 'lora_target_modules', 'add_lora', 'sample_timesteps',
            'epoch_batches', 'load_batch', 'StepEvent', 'ProgressBar', 'EventLog', 'TrainingError', 'Trainer',
            'active_expert', 'lora_metadata', 'save_checkpoint', 'latest_checkpoint', 'load_checkpoint', 'train']
 
@@ -99,7 +99,7 @@ def _parse_value(text: str):
     try: return tomllib.loads(f'v = {text}')['v']
     except tomllib.TOMLDecodeError: return text
 
-def run_config(path: Path | None = None, overrides: list[str] | dict = ()) -> RunConfig:
+def load_run_config(path: Path | None = None, overrides: list[str] | dict = ()) -> RunConfig:
     "A `RunConfig` from a RUN.toml (relative paths are relative to it) and `key=value` overrides."
     names = {f.name for f in dataclasses.fields(RunConfig)}
     values, base = {}, Path.cwd()

@@ -15,8 +15,8 @@ from .cache import CacheEntry
 from .train import RunConfig, load_batch
 
 # %% auto #0
-__all__ = ['validation_timesteps', 'evaluation_sets', 'evaluation_batches', 'score', 'Evaluation', 'Validator', 'evaluate',
-           'on_checkpoint', 'plot_validation', 'checkpoint_files', 'evaluate_checkpoints']
+__all__ = ['validation_timesteps', 'evaluation_sets', 'evaluation_batches', 'stable_validation_loss', 'Evaluation', 'Validator',
+           'evaluate', 'on_checkpoint', 'plot_validation', 'checkpoint_files', 'evaluate_checkpoints']
 
 # %% ../nbs/10_validate.ipynb #4c2e2cc7
 def _to_t(cfg: RunConfig, x: torch.Tensor) -> torch.Tensor:
@@ -75,7 +75,7 @@ def evaluation_batches(entries: list[CacheEntry], batch_size: int = 8) -> list[t
 
 # %% ../nbs/10_validate.ipynb #2bcf8ef7
 @torch.no_grad()
-def score(model: torch.nn.Module, batches: list[tuple[list[CacheEntry], dict]], timesteps: list[float], device='cpu') -> dict:
+def stable_validation_loss(model: torch.nn.Module, batches: list[tuple[list[CacheEntry], dict]], timesteps: list[float], device='cpu') -> dict:
     "Mean flow-matching loss of `evaluation_batches` at each of `timesteps` with fixed noise: {'loss': mean, 'per_timestep': [...]}."
     n = sum(len(chunk) for chunk, _ in batches)
     if not n: return dict(loss=float('nan'), per_timestep=[float('nan')] * len(timesteps))
@@ -135,7 +135,7 @@ def evaluate(self: Validator, trainer) -> Evaluation | None:
     "Score the validation set and the train probe with the trainer's current LoRA (main process)."
     if trainer.is_main_process:
         model, device = trainer.transformer or trainer.transformer_2, trainer.device
-        val, probe = (score(model, self.batches[s], self.timesteps, device) for s in ('val', 'probe'))
+        val, probe = (stable_validation_loss(model, self.batches[s], self.timesteps, device) for s in ('val', 'probe'))
         ev = Evaluation(trainer.step, self.timesteps, val['loss'], val['per_timestep'], probe['loss'], probe['per_timestep'])
         if not (self.history and self.history[-1].step == ev.step): self.history.append(ev)
         with open(self.path, 'w') as f: f.writelines(json.dumps(asdict(e)) + '\n' for e in self.history)
@@ -202,7 +202,7 @@ def evaluate_checkpoints(cfg: RunConfig, folder: Path, timesteps: list[float] | 
         transformer.load_state_dict(base)
         lora = read_lora(path)
         merge_lora(transformer, lora)
-        val, probe = (score(transformer, batches[s], timesteps) for s in ('val', 'probe'))
+        val, probe = (stable_validation_loss(transformer, batches[s], timesteps) for s in ('val', 'probe'))
         step = int(lora.metadata.get('wan_nb.step', -1))
         rows.append(dict(checkpoint=name, file=str(path), step=step, val_loss=val['loss'], probe_loss=probe['loss'],
                          timesteps=timesteps, val_per_timestep=val['per_timestep'], probe_per_timestep=probe['per_timestep']))

@@ -23,6 +23,13 @@ def transformer(tiny_model_dir):
     return load_wan(tiny_model_dir, components=('transformer',)).transformer.train()
 
 
+def fake_trainer(transformer, model_dir, output_dir, events, is_main_process=True):
+    "What PreviewCallback reads from a Trainer, and an `emit` that records the events."
+    return types.SimpleNamespace(transformer=transformer, transformer_2=None, model_dir=model_dir, output_dir=output_dir,
+                                 step=0, device=torch.device('cpu'), is_main_process=is_main_process,
+                                 emit=lambda name, *args: events.append((name, *args)))
+
+
 def add_random_lora(model):
     model.add_adapter(peft.LoraConfig(r=4, lora_alpha=4, target_modules=['to_q', 'to_k', 'to_v', 'to_out.0'],
                                       lora_dropout=0.5, init_lora_weights=False))
@@ -115,16 +122,18 @@ def test_mp4_decodes_to_every_frame_and_png_strip(transformer, tiny_model_dir, t
 def test_callback_writes_at_step_zero_and_every_n(transformer, tiny_model_dir, tmp_path):
     (tmp_path/'prompts.txt').write_text('# previews\na red circle rises --w 32 --h 32 --f 9 --s 2 --l 1\n\n'
                                         'a blue square falls --w 32 --h 16 --f 5 --s 2 --d 9\n')
-    trainer = types.SimpleNamespace(transformer=transformer, model_dir=tiny_model_dir, output_dir=tmp_path/'run', step=0,
-                                    device=torch.device('cpu'), is_main_process=True)
+    events = []
+    trainer = fake_trainer(transformer, tiny_model_dir, tmp_path/'run', events)
     cb = PreviewCallback(tmp_path/'prompts.txt', every_n_steps=3)
     cb.on_train_begin(trainer)
     for step in range(1, 8):
         trainer.step = step
         cb.on_step_end(trainer, types.SimpleNamespace(step=step))
         if step == 6: cb.on_checkpoint(trainer, tmp_path/'run'/'ckpt')
-    cb.on_train_end(trainer)
+    cb.on_train_end(trainer, tmp_path/'run'/'final')
     assert [s for s, _, _ in cb.written] == [0, 0, 3, 3, 6, 6]
+    assert [(name, step) for name, _, step in events] == [('preview', 0), ('preview', 3), ('preview', 6)]
+    assert [f for _, files, _ in events for f in files] == [f for _, mp4, png in cb.written for f in (mp4, png)]
     for step, mp4, png in cb.written:
         assert mp4.parent == tmp_path/'run'/'previews'/f'step_{step:06d}' and mp4.is_file() and png == mp4.with_suffix('.png')
     assert cb.written[1][1].name == '01_a-blue-square-falls.mp4'
@@ -137,11 +146,11 @@ def test_callback_writes_at_step_zero_and_every_n(transformer, tiny_model_dir, t
 
 def test_callback_out_dir_and_other_processes(transformer, tiny_model_dir, tmp_path):
     (tmp_path/'prompts.txt').write_text('a cat --w 16 --h 16 --f 1 --s 1\n')
-    trainer = types.SimpleNamespace(transformer=transformer, model_dir=tiny_model_dir, output_dir=tmp_path/'run', step=0,
-                                    device=torch.device('cpu'), is_main_process=False)
+    events = []
+    trainer = fake_trainer(transformer, tiny_model_dir, tmp_path/'run', events, is_main_process=False)
     cb = PreviewCallback(tmp_path/'prompts.txt', every_n_steps=1, out_dir=tmp_path/'elsewhere')
     cb.on_train_begin(trainer); cb.on_step_end(trainer, types.SimpleNamespace(step=1))
-    assert cb.written == [] and not (tmp_path/'elsewhere').exists()
+    assert cb.written == [] and events == [] and not (tmp_path/'elsewhere').exists()
     trainer.is_main_process = True
     cb.on_step_end(trainer, types.SimpleNamespace(step=1))
     assert [m.relative_to(tmp_path) for _, m, _ in cb.written] == [tmp_path.joinpath('elsewhere/step_000001/00_a-cat.mp4').relative_to(tmp_path)]

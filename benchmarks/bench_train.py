@@ -21,7 +21,8 @@ import torch
 from wan_nb.demo_data import make_demo_data
 from wan_nb.models import load_wan, make_tiny_model
 import wan_nb.train as train_module
-from wan_nb.train import RunConfig, Trainer, add_lora, epoch_batches, load_batch, sample_timesteps
+from wan_nb.train import (Callback, RunConfig, Trainer, add_lora, epoch_batches, load_batch, noisy_input, sample_timesteps,
+                          transformer_timestep)
 
 diffusers.utils.logging.disable_progress_bar(); transformers.utils.logging.disable_progress_bar()
 
@@ -39,7 +40,7 @@ target_frames = [13]
 """
 
 
-class StepClock:
+class StepClock(Callback):
     "Callback: the time of each step's end, each step's data wait and batch size."
     def __init__(self): self.ends, self.waits, self.sizes = [], [], []
     def on_step_end(self, trainer, event):
@@ -70,9 +71,9 @@ def bare_round(cfg: RunConfig, batch: dict, steps: int, warmup: int) -> list[flo
     for _ in range(steps):
         t = sample_timesteps(cfg, len(x0), g)
         noise = torch.randn(x0.shape, generator=g)
-        tb = t.view(-1, 1, 1, 1, 1)
-        pred = model(hidden_states=(1 - tb) * x0 + tb * noise, timestep=t * 1000, encoder_hidden_states=text, return_dict=False)[0]
-        loss = torch.nn.functional.mse_loss(pred.float(), (noise - x0).float())
+        xt, target = noisy_input(x0, noise, t)
+        pred = model(hidden_states=xt, timestep=transformer_timestep(t), encoder_hidden_states=text, return_dict=False)[0]
+        loss = torch.nn.functional.mse_loss(pred.float(), target.float())
         loss.backward()
         if cfg.max_grad_norm: torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
         opt.step(); opt.zero_grad(set_to_none=True)
@@ -93,6 +94,7 @@ def main(threads: int, steps: int, rounds: int, warmup: int, batch_size: int, ma
                         checkpoint_every_n_steps=None)
         # cache the data once, outside the timing
         first = Trainer(dataclasses.replace(cfg, max_train_steps=1), progress=False)
+        first._check_model()
         first._setup_data()
         full = next(b for b in epoch_batches(first.index.entries, first.plan, cfg.seed, 0) if len(b) == batch_size)
         batch = load_batch(full, first.plan, cfg.seed, 0, 0)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from safetensors.torch import load_file
 
-from wan_nb.cache import build_cache, cache_index, component_identity, verify_cache
+from wan_nb.cache import build_cache, cache_index, model_cache_index, verify_cache
 from wan_nb.plan import plan_dataset
 
 SLIDING = '''[[datasets]]
@@ -42,5 +42,5 @@ def test_killed_caching_resumes_without_half_written_entries(tiny_model_dir, dem
 
     report = build_cache(plan, tiny_model_dir, progress=False)
     assert report.latents == dict(encoded=total - len(done), reused=len(done), failed=0)
-    index = cache_index(plan, component_identity(tiny_model_dir, 'vae'), component_identity(tiny_model_dir, 'text_encoder', 'tokenizer'))
+    index = model_cache_index(plan, tiny_model_dir)
     assert verify_cache(index, progress=False) == []

@@ -102,3 +102,11 @@ def test_the_training_job_declares_every_run_option():
     from wan_nb.train import RunConfig
     declared = pm.inspect_notebook(str(repo_root()/'nbs'/'jobs'/'train_lora.ipynb'))
     assert sorted(declared) == sorted(f.name for f in dataclasses.fields(RunConfig))
+
+
+def test_a_boolean_parameter_from_the_command_line_is_a_bool():
+    from wan_nb.jobs import collect_params, parse_grid
+    assert collect_params([('gradient_checkpointing', 'False')]) == {'gradient_checkpointing': False}
+    assert parse_grid(['gradient_checkpointing=True,False']) == {'gradient_checkpointing': [True, False]}
+    with pytest.raises(ValueError, match='rank'): collect_params([('rank', 'eight')])
+    assert collect_params([('anchor_a', 'runs:/0123'), ('adam_betas', '[0.9, 0.99]')]) == {'anchor_a': 'runs:/0123', 'adam_betas': [0.9, 0.99]}

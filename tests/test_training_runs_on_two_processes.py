@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from wan_nb.cache import cache_index, component_identity
+from wan_nb.cache import model_cache_index
 from wan_nb.lora_io import merge_lora, read_lora
 from wan_nb.models import load_wan
 from wan_nb.plan import plan_dataset
@@ -116,7 +116,7 @@ def test_two_cpu_processes_train_and_only_the_main_one_writes(tiny_model_dir, de
 
     # the final LoRA lowers a fixed-noise loss on the training items
     plan = plan_dataset(work/'dataset.toml', progress=False)
-    index = cache_index(plan, component_identity(tiny_model_dir, 'vae'), component_identity(tiny_model_dir, 'text_encoder', 'tokenizer'))
+    index = model_cache_index(plan, tiny_model_dir)
     batches = [load_batch([e], plan, 0, 0, i) for i, e in enumerate(index.entries)]
     transformer = load_wan(tiny_model_dir, components=('transformer',)).transformer.eval()
     before = fixed_loss(transformer, batches)

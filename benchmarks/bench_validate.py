@@ -8,12 +8,12 @@ from pathlib import Path
 
 import torch
 
-from wan_nb.cache import build_cache, cache_index, component_identity
-from wan_nb.demo_data import make_demo_data
-from wan_nb.models import load_wan, make_tiny_model
+from wan_nb.cache import build_cache, model_cache_index
+from wan_nb.demo_data import demo_inputs
+from wan_nb.models import load_wan
 from wan_nb.plan import plan_dataset
-from wan_nb.train import RunConfig
-from wan_nb.validate import _noise, evaluation_batches, evaluation_sets, stable_validation_loss, validation_timesteps
+from wan_nb.train import RunConfig, noisy_input, timestep_quantiles, transformer_timestep
+from wan_nb.validate import _noise, evaluation_batches, evaluation_sets, stable_validation_loss
 
 
 def bare(model, groups, timesteps):
@@ -21,31 +21,36 @@ def bare(model, groups, timesteps):
     with torch.no_grad():
         for x0, noise, text in groups:
             for t, n in zip(timesteps, noise):
-                model(hidden_states=(1 - t) * x0 + t * n, timestep=torch.full((len(x0),), t * 1000), encoder_hidden_states=text, return_dict=False)
+                xt, _ = noisy_input(x0, n, t)
+                model(hidden_states=xt, timestep=torch.full((len(x0),), transformer_timestep(t)),
+                      encoder_hidden_states=text, return_dict=False)
 
 
 def main(threads: int, repeats: int) -> dict:
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as d:
-        model_dir, demo = make_tiny_model(Path(d)/'tiny-wan'), make_demo_data(Path(d)/'demo')
-        (demo/'dataset.toml').write_text((demo/'dataset.toml').read_text().replace('bucket_no_upscale = true', 'bucket_no_upscale = true\nvalidation_split = 0.25'))
-        plan = plan_dataset(demo/'dataset.toml', progress=False)
-        build_cache(plan, model_dir, progress=False)
-        index = cache_index(plan, component_identity(model_dir, 'vae'), component_identity(model_dir, 'text_encoder', 'tokenizer'))
-        entries = evaluation_sets(index.entries)['val']
-        timesteps = validation_timesteps(RunConfig())
-        model = load_wan(model_dir, components=('transformer',)).transformer.eval()
+        demo = demo_inputs(Path(d))
+        plan = plan_dataset(demo.dataset_val, progress=False)
+        build_cache(plan, demo.model, progress=False)
+        entries = evaluation_sets(model_cache_index(plan, demo.model).entries)['val']
+        timesteps = timestep_quantiles(RunConfig())
+        model = load_wan(demo.model, components=('transformer',)).transformer.eval()
         batches = evaluation_batches(entries)  # loaded once per run, as the Validator does
-        groups = [(b['latents'], [torch.stack([_noise(e, k, b['latents'].shape[1:]) for e in chunk]) for k in range(len(timesteps))], b['text'])
+        groups = [(b['latents'], [torch.stack([_noise(e, k, b['latents'].shape[1:]) for e in chunk])
+                                  for k in range(len(timesteps))], b['text'])
                   for chunk, b in batches]
-        evaluate_s = statistics.median(_time(lambda: stable_validation_loss(model, batches, timesteps)) for _ in range(repeats))
+        evaluate_s = statistics.median(_time(lambda: stable_validation_loss(model, batches, timesteps))
+                                       for _ in range(repeats))
         bare_s = statistics.median(_time(lambda: bare(model, groups, timesteps)) for _ in range(repeats))
     return dict(threads=threads, items=len(entries), timesteps=len(timesteps), forward_passes=len(groups) * len(timesteps),
-                evaluation_s=round(evaluate_s, 4), bare_forward_s=round(bare_s, 4), evaluation_over_bare=round(evaluate_s / bare_s, 3))
+                evaluation_s=round(evaluate_s, 4), bare_forward_s=round(bare_s, 4),
+                evaluation_over_bare=round(evaluate_s / bare_s, 3))
 
 
 def _time(fn):
-    t0 = time.perf_counter(); fn(); return time.perf_counter() - t0
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
 
 
 if __name__ == '__main__':

@@ -8,7 +8,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from wan_nb.core import repo_root
-from wan_nb.tracking import MLflowCallback, reset_tracking, runs_table, setup_tracking, tracking_uri
+from wan_nb.tracking import (MLflowCallback, reset_tracking, runs_table, setup_tracking, tracked_run, tracking_uri,
+                             training_callbacks)
 from wan_nb.train import Trainer, load_run_config
 from wan_nb.validate import Validator
 
@@ -106,3 +107,72 @@ def test_the_store_defaults_to_the_repository_and_honours_the_environment(monkey
     assert tracking_uri() == 'http://mlflow.team:5000'
     monkeypatch.setenv('MLFLOW_TRACKING_URI', f'sqlite:///{tmp_path}/none.db')
     assert runs_table() == [] and not (tmp_path/'none.db').exists()  # reading never creates a store
+
+
+def tracked_config(model, demo_dir, out, name, **kw):
+    (demo_dir/'tracking.toml').write_text(IMAGES_HELD_OUT)
+    (demo_dir/'tracking_prompts.txt').write_text('a red square slides --w 32 --h 32 --f 5 --s 2 --d 7\n')
+    return load_run_config(overrides=dict(model=str(model), dataset=str(demo_dir/'tracking.toml'), output_dir=str(out),
+                                          name=name, rank=4, learning_rate=2e-3, max_train_steps=4,
+                                          checkpoint_every_n_steps=2, timestep_sampling='uniform', validate_every_n_steps=2,
+                                          sample_prompts=str(demo_dir/'tracking_prompts.txt'), sample_every_n_steps=2, **kw))
+
+
+def logged(client, run):
+    "What a run logged, without the values that differ from run to run."
+    rid = run.info.run_id
+    files = sorted(a.path for d in (None, 'checkpoints', 'figures', 'final', 'previews') for a in client.list_artifacts(rid, d))
+    return dict(params=sorted(k for k in run.data.params if k not in ('name', 'output_dir')), metrics=sorted(run.data.metrics),
+                steps={k: [m.step for m in client.get_metric_history(rid, k)] for k in ('train/loss', 'val/loss')},
+                tags=sorted(k for k in run.data.tags if not k.startswith('mlflow.')), files=files)
+
+
+def test_a_run_started_the_cli_way_is_tracked_like_the_notebook_way(tiny_model_dir, demo_dir, store):
+    from wan_nb.sample import PreviewCallback
+    cli = tracked_config(tiny_model_dir, demo_dir, store/'cli', 'cli')
+    Trainer(cli, callbacks=training_callbacks(cli), progress=False).train()  # what `wan-nb train` does
+    nb = tracked_config(tiny_model_dir, demo_dir, store/'nb', 'notebook')  # the callbacks a job listed by hand
+    Trainer(nb, [MLflowCallback(), Validator(2, None, nb.probe_items, nb.validation_batch_size),
+                 PreviewCallback(nb.sample_prompts, 2)], progress=False).train()
+    client = MlflowClient(tracking_uri())
+    runs = {r.info.run_name: r for r in client.search_runs([client.get_experiment_by_name('wan-nb').experiment_id])}
+    assert set(runs) == {'cli', 'notebook'} and {r.info.status for r in runs.values()} == {'FINISHED'}
+    assert logged(client, runs['cli']) == logged(client, runs['notebook'])
+    got = logged(client, runs['cli'])
+    assert got['steps'] == {'train/loss': [1, 2, 3, 4], 'val/loss': [0, 2, 4]}
+    assert {'best_step', 'best_val_loss', 'plan_fingerprint', 'steps'} <= set(got['tags'])
+    assert {'final/lora.safetensors', 'figures/validation.png', 'checkpoints/best', 'previews/step_000004'} <= set(got['files'])
+
+
+def test_training_callbacks_follow_the_run_config(tiny_model_dir, demo_dir, store):
+    cfg = tracked_config(tiny_model_dir, demo_dir, store/'run', 'x')
+    assert [type(cb).__name__ for cb in training_callbacks(cfg)] == ['MLflowCallback', 'Validator', 'PreviewCallback']
+    bare = load_run_config(overrides=dict(model=str(tiny_model_dir), dataset=str(demo_dir/'tracking.toml'),
+                                          validate_every_n_steps=None, sample_prompts=None))
+    assert training_callbacks(bare, tracking=False) == []
+    assert training_callbacks(cfg, experiment='other')[0].experiment == 'other'
+
+
+def test_a_hand_started_run_ends_failed_when_its_block_raises(store, monkeypatch):
+    with pytest.raises(RuntimeError, match='cell failed'):
+        with tracked_run('by-hand') as run:
+            mlflow.log_param('rank', '4')
+            raise RuntimeError('a cell failed')
+    assert MlflowClient(tracking_uri()).get_run(run.info.run_id).info.status == 'FAILED' and mlflow.active_run() is None
+    with pytest.raises(KeyboardInterrupt):
+        with tracked_run('interrupted') as run: raise KeyboardInterrupt
+    assert MlflowClient(tracking_uri()).get_run(run.info.run_id).info.status == 'KILLED'
+    with tracked_run('ok') as run: mlflow.log_param('rank', '4')
+    assert MlflowClient(tracking_uri()).get_run(run.info.run_id).info.status == 'FINISHED'
+
+
+def test_a_job_under_the_orchestrator_leaves_its_run_to_it(store, monkeypatch):
+    client = MlflowClient(tracking_uri())
+    run_id = client.create_run(setup_tracking('jobs'), run_name='job').info.run_id
+    monkeypatch.setenv('MLFLOW_RUN_ID', run_id)
+    reset_tracking()
+    with pytest.raises(RuntimeError):
+        with tracked_run('ignored') as run:
+            assert run.info.run_id == run_id
+            raise RuntimeError('a cell failed')
+    assert client.get_run(run_id).info.status == 'RUNNING'  # `wan-nb run` marks it FAILED from the papermill error

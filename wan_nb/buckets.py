@@ -40,29 +40,38 @@ def bucket_for(size: tuple[int, int],  # the source's (width, height)
     errors = np.abs(np.array([bw / bh for bw, bh in sizes]) - w / h)
     return sizes[int(errors.argmin())]
 
-# %% ../nbs/04_buckets.ipynb #067f9b8b
+# %% ../nbs/04_buckets.ipynb #c1519aa0
 def round_target_frames(targets: list[int]) -> list[int]:
     "Target frame counts floored to 4n+1, deduplicated and sorted."
     bad = [t for t in targets if not isinstance(t, int) or t < 1]
-    if bad: raise ValueError(f"target_frames {targets}: {bad} not a positive whole number of frames; use e.g. [1, 21, 45].")
+    if bad:
+        raise ValueError(f"target_frames {targets}: {bad} not a positive whole number of frames; "
+                         "use e.g. [1, 21, 45].")
     return sorted({(t - 1) // 4 * 4 + 1 for t in targets})
 
 # %% ../nbs/04_buckets.ipynb #0b3a3dba
 EXTRACTION_MODES = ('head', 'chunk', 'slide', 'uniform', 'full')
 
-# %% ../nbs/04_buckets.ipynb #b69fb93e
+# %% ../nbs/04_buckets.ipynb #f1ccd2e9
 def frame_windows(n: int,  # frames in the clip after resampling
-                  mode: str = 'head', targets: list[int] = (1,), stride: int = 1, sample: int = 1, max_frames: int = 129,
+                  mode: str = 'head',
+                  targets: list[int] = (1,),
+                  stride: int = 1,
+                  sample: int = 1,
+                  max_frames: int = 129,
                  ) -> tuple[list[tuple[int, int]], list[int]]:
     "Windows (start, frames) of an `n`-frame clip, and the targets that did not fit."
-    if mode not in EXTRACTION_MODES: raise ValueError(f"frame_extraction {mode!r}: choose one of {', '.join(EXTRACTION_MODES)}.")
+    if mode not in EXTRACTION_MODES:
+        raise ValueError(f"frame_extraction {mode!r}: choose one of {', '.join(EXTRACTION_MODES)}.")
     if mode == 'full':
         length = (min(n, max_frames) - 1) // 4 * 4 + 1
         return [(0, length)], []
     if mode == 'uniform' and sample == 1: mode = 'head'
     windows, missed = [], []
     for t in targets:
-        if n < t: missed.append(t); continue
+        if n < t:
+            missed.append(t)
+            continue
         if mode == 'head': starts = [0]
         elif mode == 'chunk': starts = range(0, n - t + 1, t)
         elif mode == 'slide': starts = range(0, n - t + 1, stride)

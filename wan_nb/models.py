@@ -280,8 +280,7 @@ def _layout(path: Path) -> str:
     if 'dim' in cfg: return 'official'
     if '_class_name' in cfg: return 'diffusers-component'
     if list(path.glob('*.safetensors')): return 'official'
-    raise ModelFileError(f"{path}: not a Wan model folder (no model_index.json, config.json or .safetensors). "
-                         "Point `model` at a diffusers or official Wan-AI folder, or at a transformer file.")
+    read_model_index(path)  # raises, saying which folders and files are Wan models
 
 # %% ../nbs/01_models.ipynb #5ca12b61
 _OFFICIAL_FILES = dict(vae=('Wan2.1_VAE.pth', 'Wan2.2_VAE.pth'), text_encoder=('models_t5_umt5-xxl-enc-bf16.pth',),

@@ -13,6 +13,12 @@ def probe_cache_in_tmp(tmp_path_factory, monkeypatch):
     monkeypatch.setenv('WAN_NB_CACHE', str(tmp_path_factory.getbasetemp()/'wan-nb-cache'))
 
 
+@pytest.fixture(autouse=True)
+def mlflow_store_in_tmp(tmp_path_factory, monkeypatch):
+    "Runs that tests start (`wan-nb train` tracks by default) go to a store of the test session, not runs/mlflow.db."
+    monkeypatch.setenv('MLFLOW_TRACKING_URI', f"sqlite:///{tmp_path_factory.getbasetemp()/'mlflow.db'}")
+
+
 @pytest.fixture(scope='session')
 def tiny_model_dir(tmp_path_factory):
     "The tiny Wan pipeline, written once per test session."

@@ -122,7 +122,7 @@ def logged(client, run):
     "What a run logged, without the values that differ from run to run."
     rid = run.info.run_id
     files = sorted(a.path for d in (None, 'checkpoints', 'figures', 'final', 'previews') for a in client.list_artifacts(rid, d))
-    return dict(params=sorted(k for k in run.data.params if k not in ('name', 'output_dir')), metrics=sorted(run.data.metrics),
+    return dict(params=sorted(k for k in run.data.params if k not in ('name', 'output_dir')), metrics=sorted(k for k in run.data.metrics if not k.startswith('system/')),  # sampled every 10 s
                 steps={k: [m.step for m in client.get_metric_history(rid, k)] for k in ('train/loss', 'val/loss')},
                 tags=sorted(k for k in run.data.tags if not k.startswith('mlflow.')), files=files)
 

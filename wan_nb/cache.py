@@ -85,8 +85,8 @@ def cache_index(plan: DatasetPlan, vae_id: str, text_id: str) -> CacheIndex:
     return CacheIndex(entries, latents, texts, vae_id, text_id)
 
 # %% ../nbs/08_cache.ipynb #054e6348
-def model_cache_index(plan: DatasetPlan, model: Path) -> CacheIndex:
-    "The cache index of `plan` for the VAE and text encoder of the diffusers-format model at `model`."
+def model_cache_index(plan: DatasetPlan, model) -> CacheIndex:
+    "The cache index of `plan` for the VAE and text encoder of `model` (a path or a `ModelSource`)."
     vae_id = component_identity(model, 'vae')
     text_id = component_identity(model, 'text_encoder', 'tokenizer')
     return cache_index(plan, vae_id, text_id)
@@ -180,11 +180,11 @@ def _release_memory():
     if torch.cuda.is_available(): torch.cuda.empty_cache()
 
 # %% ../nbs/08_cache.ipynb #db046dd0
-def _cache_texts(index: CacheIndex, model_dir: Path, device, dtype, report: CacheReport, progress: bool):
+def _cache_texts(index: CacheIndex, model, device, dtype, report: CacheReport, progress: bool):
     "Encode and save the missing texts, 16 captions at a time; the text encoder is freed afterwards."
     todo = _todo_texts(index, report)
     if not todo: return
-    wan = load_wan(model_dir, components=('text_encoder', 'tokenizer'), dtype=dtype, device=device)
+    wan = load_wan(model, components=('text_encoder', 'tokenizer'), dtype=dtype, device=device)
     captions = list(todo)
     for i in tqdm(range(0, len(captions), 16), desc='texts', unit='batch', disable=not progress):
         batch = captions[i:i + 16]
@@ -246,12 +246,12 @@ def _encode_group(group: list, plan: DatasetPlan, vae, probes: ProbeCache, index
     if batch: _save_latents(batch, encode_latents(torch.stack(frames), vae), index, report)
 
 # %% ../nbs/08_cache.ipynb #522057d7
-def _cache_latents(index: CacheIndex, plan: DatasetPlan, model_dir: Path, device, dtype, batch_size: int,
+def _cache_latents(index: CacheIndex, plan: DatasetPlan, model, device, dtype, batch_size: int,
                    probes: ProbeCache, report: CacheReport, progress: bool):
     "Encode and save the missing latents, `batch_size` windows of one shape at a time."
     todo = _todo_latents(index, report)
     if not todo: return
-    vae = load_wan(model_dir, components=('vae',), vae_dtype=dtype, device=device).vae
+    vae = load_wan(model, components=('vae',), vae_dtype=dtype, device=device).vae
     shapes = defaultdict(list)  # batches hold one shape
     for key, (item, paths) in todo.items():
         shapes[(item.frames, item.width, item.height)].append((key, item, paths))
@@ -263,7 +263,8 @@ def _cache_latents(index: CacheIndex, plan: DatasetPlan, model_dir: Path, device
     bar.close()
 
 # %% ../nbs/08_cache.ipynb #f899580d
-def build_cache(plan: DatasetPlan, model_dir: Path,
+def build_cache(plan: DatasetPlan,
+                model,  # a Wan folder or file, or a `ModelSource` naming the VAE, text encoder and tokenizer
                 device: str | None = None,  # default: cuda if available, else cpu
                 batch_size: int = 1,  # items of one shape encoded together by the VAE
                 probes: ProbeCache | None = None, progress: bool = True) -> CacheReport:
@@ -271,10 +272,10 @@ def build_cache(plan: DatasetPlan, model_dir: Path,
     t0, report = time.perf_counter(), CacheReport()
     device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
     dtype = torch.bfloat16 if str(device).startswith('cuda') else torch.float32
-    index = model_cache_index(plan, model_dir)
-    _cache_texts(index, model_dir, device, dtype, report, progress)
+    index = model_cache_index(plan, model)
+    _cache_texts(index, model, device, dtype, report, progress)
     probes = probes or ProbeCache()
-    _cache_latents(index, plan, model_dir, device, dtype, batch_size, probes, report, progress)
+    _cache_latents(index, plan, model, device, dtype, batch_size, probes, report, progress)
     report.seconds = time.perf_counter() - t0
     return report
 

@@ -265,6 +265,41 @@ def _cache_parser(sub):
     p.set_defaults(handler=lambda a: cache_command(a.config, a.model, a.json_path, a.verify, a.prune,
                                                    a.device, a.batch_size))
 
+# %% ../nbs/90_cli.ipynb #da54620d
+def _model_inspect_command(paths: list[Path], model_type: str | None = None, json_path: Path | None = None) -> int:
+    "Print what the Wan files at `paths` are; write the JSON to `json_path` if asked."
+    from wan_nb.models import ModelInfo, inspect_model
+    try: found = inspect_model(paths, model_type)
+    except (ValueError, FileNotFoundError) as e: return _error(e, _USAGE)
+    print(ModelInfo(**found))
+    if json_path: Path(json_path).write_text(json.dumps(found, indent=1))
+    return 0
+
+# %% ../nbs/90_cli.ipynb #1ecf8bc4
+def _model_convert_command(paths: list[Path], out: Path, model_type: str | None = None) -> int:
+    "Write the Wan model at `paths` as a diffusers-format folder `out`."
+    from wan_nb.models import convert_model
+    try: convert_model(paths, out, model_type=model_type)
+    except (ValueError, FileNotFoundError) as e: return _error(e, _USAGE)
+    print(f"model convert: wrote {out}")
+    return 0
+
+# %% ../nbs/90_cli.ipynb #a01cdaba
+@_subcommand
+def _model_parser(sub):
+    p = sub.add_parser('model', help='inspect Wan model files, or convert them to a diffusers folder')
+    cmd = p.add_subparsers(dest='model_command', required=True, metavar='ACTION')
+    ins = cmd.add_parser('inspect', help='what the files are: variant, task, format, dtype, what is missing')
+    ins.add_argument('paths', type=Path, nargs='+', help='a folder, or the transformer, VAE, text encoder files')
+    ins.add_argument('--model-type', help='override the detected variant, e.g. wan2.2-t2v-a14b')
+    ins.add_argument('--json', type=Path, dest='json_path', help='write the findings as JSON here')
+    ins.set_defaults(handler=lambda a: _model_inspect_command(a.paths, a.model_type, a.json_path))
+    conv = cmd.add_parser('convert', help='write the files as a diffusers-format folder')
+    conv.add_argument('paths', type=Path, nargs='+', help='a folder, or the transformer, VAE, text encoder files')
+    conv.add_argument('-o', '--output', type=Path, required=True)
+    conv.add_argument('--model-type', help='override the detected variant')
+    conv.set_defaults(handler=lambda a: _model_convert_command(a.paths, a.output, a.model_type))
+
 # %% ../nbs/90_cli.ipynb #9c35419b
 _LORA_FORMATS = ('comfy', 'musubi', 'diffusers', 'peft')  # wan_nb.lora_io.FORMATS, without importing torch
 

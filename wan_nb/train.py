@@ -5,7 +5,7 @@
 # %% ../nbs/09_train.ipynb #69862b91
 from __future__ import annotations
 from .core import atomic_path, repo_root  # first: it quiets a bitsandbytes import warning
-import concurrent.futures, contextlib, dataclasses, functools, json, math, os, random, shutil, time
+import concurrent.futures, contextlib, dataclasses, functools, json, math, os, random, resource, shutil, time
 import tomllib, typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,20 +20,26 @@ from tqdm.auto import tqdm
 
 from .cache import MAX_SEQUENCE_LENGTH, CacheEntry, build_cache, load_entry, model_cache_index
 from .lora_io import TARGET_PRESETS, lora_from_peft_model, parse_blocks, target_pattern, write_lora
-from .models import load_wan, read_model_index
+from .models import identify_model, load_wan, model_source
 from .plan import DatasetPlan, plan_dataset
 
 # %% auto #0
-__all__ = ['RunConfig', 'parse_option', 'load_run_config', 'lora_target_modules', 'add_lora', 'draw_timesteps',
+__all__ = ['RunConfig', 'parse_option', 'load_run_config', 'lora_target_modules', 'add_lora', 'weights_dtype', 'draw_timesteps',
            'sample_timesteps', 'timestep_window', 'timestep_quantiles', 'plot_timesteps', 'noisy_input',
            'transformer_timestep', 'epoch_batches', 'load_batch', 'StepEvent', 'Callback', 'ProgressBar', 'EventLog',
-           'TrainingError', 'Trainer', 'latest_checkpoint']
+           'TrainingError', 'Trainer', 'latest_checkpoint', 'peak_memory_mb']
 
 # %% ../nbs/09_train.ipynb #8474393a
 @dataclass
 class RunConfig:
     "Every option of a training run."
-    model: str = 'data/tiny-wan'  # diffusers-format Wan directory
+    model: str = 'data/tiny-wan'  # a diffusers or official Wan folder, or a transformer file (ComfyUI)
+    model_2: str | None = None  # Wan 2.2 A14B: the low-noise expert's file or folder (`model`: high-noise)
+    vae: str | None = None  # with single files: Wan2.1_VAE.pth or wan_2.1_vae.safetensors
+    text_encoder: str | None = None  # with single files: umt5_xxl_fp16.safetensors or the official .pth
+    tokenizer: str | None = None  # with single files: the google/umt5-xxl tokenizer folder
+    model_type: str | None = None  # override the variant read from the weights, e.g. 'wan2.2-t2v-a14b'
+    base_dtype: str = 'auto'  # the frozen weights: auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp16 | fp32
     dataset: str = 'data/demo/dataset.toml'  # musubi-tuner dataset config
     output_dir: str = ''  # default: runs/<name> in the repository
     name: str = 'lora'
@@ -107,6 +113,7 @@ _CHOICES = {
     'lr_scheduler': ('constant', 'constant_with_warmup', 'cosine', 'linear'),
     'expert': ('auto', 'high', 'low', 'both'),
     'mixed_precision': ('auto', 'no', 'bf16', 'fp16'),
+    'base_dtype': ('auto', 'bf16', 'fp16', 'fp32'),
 }
 _AT_LEAST_ONE = ('rank', 'max_train_steps', 'gradient_accumulation_steps', 'keep_last_n_checkpoints',
                  'expert_switch_every')
@@ -206,7 +213,7 @@ def _split(option: str) -> tuple[str, str]:
     key, value = option.split('=', 1)
     return key.strip(), value
 
-_PATHS = ('model', 'dataset', 'output_dir', 'sample_prompts')
+_PATHS = ('model', 'model_2', 'vae', 'text_encoder', 'tokenizer', 'dataset', 'output_dir', 'sample_prompts')
 
 # %% ../nbs/09_train.ipynb #46884b2f
 def load_run_config(path: Path | None = None, overrides: list[str] | dict = ()) -> RunConfig:
@@ -246,7 +253,18 @@ def add_lora(transformer: torch.nn.Module, cfg: RunConfig) -> list[torch.nn.Para
     transformer.add_adapter(LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha or cfg.rank, lora_dropout=cfg.dropout,
                                        target_modules=targets))
     if cfg.gradient_checkpointing: transformer.enable_gradient_checkpointing()
-    return [p for p in transformer.parameters() if p.requires_grad]
+    params = [p for p in transformer.parameters() if p.requires_grad]
+    for p in params: p.data = p.data.float()  # fp32 masters: peft makes them the base's dtype otherwise
+    return params
+
+# %% ../nbs/09_train.ipynb #7d49e902
+_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16, 'fp32': torch.float32}
+
+def weights_dtype(cfg: RunConfig) -> torch.dtype:
+    "The dtype the frozen base weights load in: `base_dtype`, with `auto` = bf16 on CUDA, fp32 on the CPU."
+    name = cfg.base_dtype
+    if name == 'auto': name = 'bf16' if torch.cuda.is_available() else 'fp32'
+    return _DTYPES[name]
 
 # %% ../nbs/09_train.ipynb #765326af
 def _to_t(cfg: RunConfig, x: torch.Tensor) -> torch.Tensor:
@@ -466,7 +484,9 @@ class Trainer:
         self.callbacks = [EventLog(), *([ProgressBar()] if progress else []), *callbacks]
         self.accelerator = _accelerator(cfg)
         self.device, self.is_main_process = self.accelerator.device, self.accelerator.is_main_process
-        self.model_dir = Path(cfg.model)
+        self.source, self.dtype = model_source(cfg), weights_dtype(cfg)  # what to load, and in which dtype
+        self.model_dir = self.source.model
+        self.phase_memory_mb: dict[str, float] = {}  # peak memory of each phase (cache, load, train)
         self.output_dir = Path(cfg.output_dir) if cfg.output_dir else repo_root()/'runs'/cfg.name
         self.step = self.epoch = self.batch_in_epoch = 0
         self.rng = torch.Generator().manual_seed(cfg.seed + 7919 * self.accelerator.process_index)
@@ -479,32 +499,22 @@ def emit(self: Trainer, name: str, *args):
     for cb in self.callbacks: getattr(cb, f'on_{name}')(self, *args)
 
 # %% ../nbs/09_train.ipynb #4858548a
-def _model_task(model_dir: Path) -> str:
-    "What a diffusers Wan directory does: 't2v', 'i2v' or 'ti2v' (model_index.json, transformer config)."
-    index = read_model_index(model_dir)
-    config = Path(model_dir)/'transformer'/'config.json'
-    channels = json.loads(config.read_text()).get('in_channels', 16) if config.is_file() else 16
-    if index.get('_class_name') == 'WanImageToVideoPipeline': return 'i2v'
-    return {16: 't2v', 48: 'ti2v'}.get(channels, 'i2v')
-
 _TASK_NAMES = {'i2v': 'an image-to-video model', 'ti2v': 'a text-image-to-video (TI2V) model'}
 
 # %% ../nbs/09_train.ipynb #bcb1ccd6
 @patch
 def _check_model(self: Trainer):
     "Refuse a model or timestep window this run cannot train; set the experts' roles, boundary and windows."
-    cfg, task = self.config, _model_task(self.model_dir)
-    if task != 't2v':
-        raise TrainingError(f"{self.model_dir}: {_TASK_NAMES[task]}; only text-to-video Wan 2.1 / 2.2 models "
-                            "(WanPipeline, transformer in_channels 16) train today.")
-    index = read_model_index(self.model_dir)
-    dual = (index.get('transformer_2') or [None, None])[1] is not None
+    cfg, info = self.config, identify_model(self.source)
+    if info.task != 't2v':
+        raise TrainingError(f"{self.model_dir}: {_TASK_NAMES[info.task]}; only text-to-video Wan 2.1 / 2.2 models "
+                            f"(transformer in_channels 16) train today, and this is {info.variant} with "
+                            f"in_channels {info.in_channels}.")
+    dual = info.experts == 2
     if cfg.expert in ('high', 'low') and not dual:
-        raise TrainingError(f"{self.model_dir}: expert = {cfg.expert!r} needs a Wan 2.2 model with a "
-                            "transformer_2.")
-    self.boundary = index.get('boundary_ratio')
-    if dual and self.boundary is None:
-        raise TrainingError(f"{self.model_dir}: model_index.json has transformer_2 but no boundary_ratio.")
+        raise TrainingError(f"{self.model_dir}: expert = {cfg.expert!r} needs both Wan 2.2 A14B experts "
+                            "(a diffusers folder with transformer_2, or model_2 = the low-noise file).")
+    self.model_info, self.boundary = info, info.boundary_ratio
     self.roles = {'high': ['high'], 'low': ['low']}.get(cfg.expert, ['high', 'low'] if dual else ['single'])
     self.windows = {r: timestep_window(cfg, self.boundary, r) for r in self.roles}
 
@@ -515,12 +525,12 @@ def _setup_data(self: Trainer):
     cfg = self.config
     self.plan = plan_dataset(cfg.dataset, progress=self.progress and self.is_main_process)
     if self.is_main_process:
-        report = build_cache(self.plan, self.model_dir, device=self.device, progress=self.progress)
+        report = build_cache(self.plan, self.source, device=self.device, progress=self.progress)
         if report.failures:
             raise TrainingError(f"caching failed for {len(report.failures)} entries:\n{report!r}\n"
                                 "Fix them or re-plan, then train again.")
     self.accelerator.wait_for_everyone()
-    self.index = model_cache_index(self.plan, self.model_dir)
+    self.index = model_cache_index(self.plan, self.source)
     n = self.accelerator.num_processes
     self.batches_per_epoch = len(epoch_batches(self.index.entries, self.plan, cfg.seed, 0)) // n
     if self.batches_per_epoch == 0:
@@ -544,7 +554,7 @@ def _setup_model(self: Trainer):
     "Load the transformer(s) to train, add LoRA adapters, build the optimizer and the LR schedule."
     cfg, roles = self.config, self.roles
     names = tuple('transformer_2' if r == 'low' else 'transformer' for r in roles)
-    wan = load_wan(self.model_dir, components=names, device=self.device)
+    wan = load_wan(self.source, components=names, dtype=self.dtype, device=self.device)
     set_seed(cfg.seed)  # LoRA initialisation (and dropout) draw from the global generators
     self.experts, params = {}, []
     for role in roles:
@@ -578,8 +588,10 @@ def _loss(self: Trainer, model, batch: dict, window) -> tuple[torch.Tensor, torc
     xt, target = noisy_input(x0, noise, t)
     mixed = self.accelerator.mixed_precision != 'no'
     with self.accelerator.autocast() if mixed else contextlib.nullcontext():
-        pred = model(hidden_states=xt.to(self.device), timestep=transformer_timestep(t).to(self.device),
-                     encoder_hidden_states=batch['text'].to(self.device), return_dict=False)[0]
+        pred = model(hidden_states=xt.to(self.device, self.dtype),
+                     timestep=transformer_timestep(t).to(self.device),
+                     encoder_hidden_states=batch['text'].to(self.device, self.dtype),
+                     return_dict=False)[0]
     return torch.nn.functional.mse_loss(pred.float(), target.to(self.device).float()), t
 
 # %% ../nbs/09_train.ipynb #be27bba2
@@ -758,20 +770,34 @@ def _save_final(self: Trainer) -> Path:
             self._lora_files(tmp)
     return final
 
+# %% ../nbs/09_train.ipynb #8caa1ed1
+def peak_memory_mb(device: torch.device) -> float:
+    "Peak memory: torch's CUDA allocations since the last reset on a GPU, the process's peak RSS on the CPU."
+    if torch.device(device).type == 'cuda': return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # Linux reports KiB
+
+@patch
+@contextlib.contextmanager
+def _phase(self: Trainer, name: str):
+    "Record the peak memory of the phase `name` in `phase_memory_mb`."
+    if self.device.type == 'cuda': torch.cuda.reset_peak_memory_stats(self.device)
+    yield
+    self.phase_memory_mb[name] = round(peak_memory_mb(self.device), 1)
+
 # %% ../nbs/09_train.ipynb #1ade11b4
 @patch
 def train(self: Trainer, resume: str | Path | None = None) -> Path:
     "Run (or, with `resume` = 'latest' or a checkpoint folder, continue) training; the final LoRA's folder."
     self._check_model()
-    self._setup_data()
-    self._setup_model()
+    with self._phase('cache'): self._setup_data()
+    with self._phase('load'): self._setup_model()
     if resume:
         folder = latest_checkpoint(self.output_dir) if str(resume) == 'latest' else Path(resume)
         if folder is None:
             raise TrainingError(f"{self.output_dir}: no checkpoint to resume; train without --resume first.")
         self.load_checkpoint(folder)
     self.emit('train_begin')
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+    with concurrent.futures.ThreadPoolExecutor(1) as pool, self._phase('train'):
         batches = self._micro_batches(pool)
         while self.step < self.config.max_train_steps:
             epoch_before = self.epoch

@@ -209,14 +209,14 @@ def evaluate_checkpoints(
     from tqdm.auto import tqdm
     from wan_nb.cache import build_cache, model_cache_index
     from wan_nb.lora_io import merge_lora, read_lora
-    from wan_nb.models import load_wan
+    from wan_nb.models import load_wan, model_source
     from wan_nb.plan import plan_dataset
-    plan = plan_dataset(cfg.dataset, progress=False)
-    build_cache(plan, cfg.model, progress=progress)
-    sets = evaluation_sets(model_cache_index(plan, cfg.model).entries, probe_items)
+    plan, source = plan_dataset(cfg.dataset, progress=False), model_source(cfg)
+    build_cache(plan, source, progress=progress)
+    sets = evaluation_sets(model_cache_index(plan, source).entries, probe_items)
     batches = {name: evaluation_batches(entries, batch_size) for name, entries in sets.items()}
     timesteps = timesteps or timestep_quantiles(cfg)
-    transformer = load_wan(cfg.model, components=('transformer',)).transformer
+    transformer = load_wan(source, components=('transformer',)).transformer
     base = {k: v.clone() for k, v in transformer.state_dict().items()}
     rows = []
     for name, path in tqdm(checkpoint_files(folder), desc='checkpoints', disable=not progress):

@@ -8,10 +8,14 @@ import signal
 
 import pytest
 import torch
+from diffusers import AutoencoderKLWan, WanTransformer3DModel
 
 import wan_nb.train as train_module
+from wan_nb.models import TINY_TRANSFORMER
 from wan_nb.train import RunConfig, Trainer, TrainingError, load_run_config, sample_timesteps, timestep_window
 
+TINY_WAN22_VAE = dict(base_dim=8, z_dim=48, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True],
+                      is_residual=True, in_channels=12, out_channels=12, patch_size=2, scale_factor_spatial=16)
 DATASET = '''[general]
 enable_bucket = true
 [[datasets]]
@@ -42,13 +46,18 @@ def edited_model(tiny_model_dir, tmp_path, index=None, transformer=None):
     return d
 
 
-@pytest.mark.parametrize('index, transformer, what', [
-    (None, dict(in_channels=36), 'an image-to-video model'),
-    (dict(_class_name='WanImageToVideoPipeline'), None, 'an image-to-video model'),
-    (None, dict(in_channels=48), 'a text-image-to-video (TI2V) model')])
-def test_image_to_video_models_are_refused_up_front(tiny_model_dir, demo_dir, tmp_path, nothing_loaded, index,
-                                                    transformer, what):
-    model = edited_model(tiny_model_dir, tmp_path, index, transformer)
+@pytest.mark.parametrize('channels, what', [
+    (dict(in_channels=36), 'an image-to-video model'),
+    (dict(in_channels=36, image_dim=16, added_kv_proj_dim=64), 'an image-to-video model'),  # Wan 2.1 I2V's image path
+    (dict(in_channels=48, out_channels=48), 'a text-image-to-video (TI2V) model')])
+def test_image_to_video_models_are_refused_up_front(tiny_model_dir, demo_dir, tmp_path, nothing_loaded, channels, what):
+    "The model's task is read from its weights' shapes, so the transformer is really an I2V / TI2V one."
+    model = edited_model(tiny_model_dir, tmp_path)
+    shutil.rmtree(model/'transformer')
+    WanTransformer3DModel(**{**TINY_TRANSFORMER, **channels}).save_pretrained(model/'transformer')
+    if channels.get('out_channels') == 48:  # TI2V 5B comes with Wan 2.2's 48-channel VAE
+        shutil.rmtree(model/'vae')
+        AutoencoderKLWan(**TINY_WAN22_VAE).save_pretrained(model/'vae')
     with pytest.raises(TrainingError, match=re.escape(f'{model}: {what}; only text-to-video Wan 2.1 / 2.2 models')):
         Trainer(run_config(model, demo_dir, tmp_path), progress=False).train()
     assert not (tmp_path/'cache').exists() and not (tmp_path/'run').exists()

@@ -623,7 +623,8 @@ def identify_model(source) -> ModelInfo:
                              "experts of the same Wan 2.2 A14B release.")
     variant = _pick_variant(arch, len(summaries), given.model_type, src.model)
     task = WAN_VARIANTS[variant][0] if variant != 'custom' else (
-        'i2v' if arch['image_dim'] or arch['in_channels'] == arch['out_channels'] + 20 else 't2v')
+        'i2v' if arch['image_dim'] or arch['in_channels'] == arch['out_channels'] + 20
+        else 'ti2v' if arch['out_channels'] == 48 else 't2v')
     boundary = WAN_VARIANTS[variant][2] if variant != 'custom' else None
     if _layout(given.model) == 'diffusers':
         boundary = read_model_index(given.model).get('boundary_ratio', boundary)

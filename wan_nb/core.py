@@ -4,11 +4,11 @@
 
 # %% ../nbs/00_core.ipynb #15d7e5a1
 from __future__ import annotations
-import contextlib, logging, os, shutil, tomllib, uuid
+import contextlib, hashlib, logging, os, shutil, tomllib, uuid
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['is_repo_root', 'repo_root', 'temp_sibling', 'atomic_path']
+__all__ = ['is_repo_root', 'repo_root', 'temp_sibling', 'atomic_path', 'content_hash']
 
 # %% ../nbs/00_core.ipynb #508608bc
 # bitsandbytes warns on import, on CPUs with AVX512-BF16, that an optional 4-bit CPU kernel is missing; wan-nb
@@ -58,3 +58,16 @@ def atomic_path(path: Path):
         if path.is_dir() and tmp.is_dir(): shutil.rmtree(path)
         os.replace(tmp, path)
     finally: _remove(tmp)
+
+# %% ../nbs/00_core.ipynb #b8d08882
+def content_hash(path: Path, chunk: int = 1 << 20) -> str:
+    "Hash of a file's size and its first and last `chunk` bytes: cheap, and stable under copy and rename."
+    path = Path(path)
+    size = path.stat().st_size
+    h = hashlib.sha1(str(size).encode())
+    with open(path, 'rb') as f:
+        h.update(f.read(chunk))
+        if size > chunk:
+            f.seek(max(size - chunk, chunk))
+            h.update(f.read(chunk))
+    return h.hexdigest()[:16]

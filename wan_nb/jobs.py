@@ -19,9 +19,8 @@ from .tracking import log_record, run_record, setup_tracking, tracking_uri
 
 # %% auto #0
 __all__ = ['notebook_path', 'check_params', 'run_job', 'rerun', 'grid_combinations', 'format_sweep', 'sweep', 'parse_param',
-           'collect_params', 'parse_grid', 'run_command', 'sweep_command', 'rerun_command', 'job_path', 'job_inputs',
-           'run_folder', 'job_run_config', 'scratch_for_test', 'end_scratch_for_test', 'plot_loss_curves', 'job_run',
-           'end_job_run']
+           'collect_params', 'parse_grid', 'job_path', 'job_inputs', 'run_folder', 'job_run_config', 'scratch_for_test',
+           'end_scratch_for_test', 'plot_loss_curves', 'job_run', 'end_job_run']
 
 # %% ../nbs/13_jobs.ipynb #278c8f59
 def notebook_path(notebook: str | Path) -> Path:
@@ -255,54 +254,6 @@ def parse_grid(specs: list[str]) -> dict[str, list]:
             raise ValueError(f"--grid {s!r}: write NAME=V1,V2, e.g. --grid rank=4,8.")
         grid[k.strip()] = [parse_param(k.strip(), v.strip()) for v in vs.split(',')]
     return grid
-
-# %% ../nbs/13_jobs.ipynb #8511eab9
-def _report(res: dict) -> int:
-    "Print a job's run id, status, output notebook (and LoRA, error); 0 if it FINISHED."
-    print(f"run {res['run_id']}: {res['status']}\nexecuted notebook: {res['notebook']}")
-    tags = MlflowClient(tracking_uri()).get_run(res['run_id']).data.tags if res.get('run_id') else {}
-    if 'wan_nb.lora' in tags: print(f"LoRA: {tags['wan_nb.lora']}")
-    if res['error']: print(f"error: {res['error']}", file=sys.stderr)
-    return 0 if res['status'] == 'FINISHED' else 1
-
-def _cli(f, *args, **kw) -> int | dict:
-    "Run `f`; a bad argument prints `error: ...` and gives exit code 2."
-    try: return f(*args, **kw)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-
-# %% ../nbs/13_jobs.ipynb #504c8fa0
-def run_command(notebook: str | Path,
-                params: list[tuple[str, str]] = (),  # -p NAME VALUE pairs
-                params_file: str | Path | None = None,  # -f a YAML file of NAME: VALUE
-                name: str | None = None,
-                out_dir: str | Path | None = None) -> int:
-    "`wan-nb run`: execute one job notebook as a tracked run; exit code 0 if it FINISHED."
-    res = _cli(lambda: run_job(notebook, collect_params(params, params_file), name=name, out_dir=out_dir))
-    return res if isinstance(res, int) else _report(res)
-
-# %% ../nbs/13_jobs.ipynb #6ba515b2
-def sweep_command(notebook: str | Path,
-                  grid: list[str],  # NAME=V1,V2 strings
-                  parallel: int = 1,
-                  params: list[tuple[str, str]] = (),  # -p NAME VALUE pairs every child gets
-                  params_file: str | Path | None = None,
-                  name: str | None = None,
-                  out_dir: str | Path | None = None) -> int:
-    "`wan-nb sweep`: a child run per grid combination, then a table; exit code 0 if every child FINISHED."
-    def start():
-        return sweep(notebook, parse_grid(grid), collect_params(params, params_file),
-                     parallel=parallel, name=name, out_dir=out_dir)
-    rows = _cli(start)
-    if isinstance(rows, int): return rows
-    print(f"sweep {rows[0]['parent_run_id']}: {len(rows)} runs\n{format_sweep(rows)}")
-    return 0 if all(r['status'] == 'FINISHED' for r in rows) else 1
-
-def rerun_command(run_id: str, out_dir: str | Path | None = None) -> int:
-    "`wan-nb rerun`: run a recorded job again into a new run; exit code 0 if it FINISHED."
-    res = _cli(rerun, run_id, out_dir)
-    return res if isinstance(res, int) else _report(res)
 
 # %% ../nbs/13_jobs.ipynb #6c29cb79
 def job_path(path: str | Path | None) -> str | None:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_media.ipynb #f3f2ea08
 from __future__ import annotations
-import bisect, hashlib, json, math, os
+import bisect, json, math, os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -14,12 +14,12 @@ import torch
 from fastcore.basics import patch
 from PIL import Image, UnidentifiedImageError
 
-from .core import atomic_path
+from .core import atomic_path, content_hash
 
 # %% auto #0
-__all__ = ['IMAGE_EXTENSIONS', 'VIDEO_EXTENSIONS', 'WAN_FPS', 'is_image', 'is_video', 'MediaError', 'MediaInfo', 'content_hash',
-           'probe', 'cache_home', 'ProbeCache', 'accumulator_indices', 'timestamp_indices', 'source_frame_indices',
-           'cover_size', 'frame_to_bucket', 'read_frames']
+__all__ = ['IMAGE_EXTENSIONS', 'VIDEO_EXTENSIONS', 'WAN_FPS', 'is_image', 'is_video', 'MediaError', 'MediaInfo', 'probe',
+           'cache_home', 'ProbeCache', 'accumulator_indices', 'timestamp_indices', 'source_frame_indices', 'cover_size',
+           'frame_to_bucket', 'read_frames']
 
 # %% ../nbs/02_media.ipynb #656383be
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.webp', '.bmp', '.avif')
@@ -49,19 +49,6 @@ class MediaInfo:
     def duration(self) -> float | None:
         "Seconds from the first frame's start to the last frame's end."
         return self.timestamps[-1] - self.timestamps[0] + 1 / self.fps if self.timestamps else None
-
-# %% ../nbs/02_media.ipynb #b8d08882
-def content_hash(path: Path, chunk: int = 1 << 20) -> str:
-    "Hash of a file's size and its first and last `chunk` bytes: cheap, and stable under copy and rename."
-    path = Path(path)
-    size = path.stat().st_size
-    h = hashlib.sha1(str(size).encode())
-    with open(path, 'rb') as f:
-        h.update(f.read(chunk))
-        if size > chunk:
-            f.seek(max(size - chunk, chunk))
-            h.update(f.read(chunk))
-    return h.hexdigest()[:16]
 
 # %% ../nbs/02_media.ipynb #30f5ae46
 def _probe_image(path: Path, content: str) -> MediaInfo:

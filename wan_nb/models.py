@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field, fields
 from importlib.resources import files
 from pathlib import Path
 
-from .core import atomic_path
+from .core import atomic_path, content_hash
 import diffusers, torch
 from accelerate import init_empty_weights
 from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
@@ -1053,7 +1053,6 @@ def _component_files(src: ModelSource, name: str) -> list[Path]:
 
 def component_identity(source, *names: str) -> str:
     "A hash of the files of components `names` of `source` (any layout): the cache's key for them."
-    from wan_nb.media import content_hash  # 02_media; imported here so that loading models never needs PyAV
     src, h = _resolve(model_source(source)), hashlib.sha256()
     for name in names:
         for f in _component_files(src, name):

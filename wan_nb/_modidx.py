@@ -420,7 +420,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'wan_nb.tracking.reset_tracking': ('tracking.html#reset_tracking', 'wan_nb/tracking.py'),
                                  'wan_nb.tracking.run_curves': ('tracking.html#run_curves', 'wan_nb/tracking.py'),
                                  'wan_nb.tracking.run_record': ('tracking.html#run_record', 'wan_nb/tracking.py'),
-                                 'wan_nb.tracking.runs_command': ('tracking.html#runs_command', 'wan_nb/tracking.py'),
                                  'wan_nb.tracking.runs_table': ('tracking.html#runs_table', 'wan_nb/tracking.py'),
                                  'wan_nb.tracking.setup_tracking': ('tracking.html#setup_tracking', 'wan_nb/tracking.py'),
                                  'wan_nb.tracking.tracked_run': ('tracking.html#tracked_run', 'wan_nb/tracking.py'),

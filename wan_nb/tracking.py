@@ -6,7 +6,7 @@
 from __future__ import annotations
 from .core import repo_root  # first: it quiets a bitsandbytes import warning
 import atexit, dataclasses, datetime, importlib.metadata, importlib.util, json, math, os, platform, re
-import subprocess, sys, time, warnings
+import subprocess, time, warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -22,7 +22,7 @@ from .train import Callback
 # %% auto #0
 __all__ = ['PACKAGES', 'KEY_PARAMS', 'tracking_uri', 'artifact_location', 'setup_tracking', 'reset_tracking', 'run_record',
            'record_params', 'log_record', 'tracked_run', 'MLflowCallback', 'training_callbacks', 'runs_table',
-           'format_runs', 'runs_command', 'run_curves', 'plot_runs']
+           'format_runs', 'run_curves', 'plot_runs']
 
 # %% ../nbs/12_tracking.ipynb #e7556c01
 def tracking_uri() -> str:
@@ -356,7 +356,7 @@ def _end(self: MLflowCallback, status: str = 'FINISHED'):
 # %% ../nbs/12_tracking.ipynb #45194230
 @patch
 def on_train_end(self: MLflowCallback, trainer, final: Path):
-    "Log the final LoRA(s), the best checkpoint, the validation figure and the event logs; end an owned run."
+    "Log the final LoRA(s), the best checkpoint, figures, event logs and peak memory per phase; end an owned run."
     if not trainer.is_main_process:
         return
     self.on_train_begin(trainer)
@@ -367,6 +367,8 @@ def on_train_end(self: MLflowCallback, trainer, final: Path):
     out = Path(trainer.output_dir)
     self._log_files([out/'events.jsonl', out/'validation.jsonl'], None)
     self.client.set_tag(self.run_id, 'steps', str(trainer.step))
+    for phase, mb in trainer.phase_memory_mb.items():  # cache, load, train: where the memory went
+        self.client.log_metric(self.run_id, f'memory/{phase}_peak_mb', mb)
     self._end('FINISHED')
     self.trainer = None
 
@@ -455,22 +457,6 @@ def format_runs(rows: list[dict]) -> str:
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     lines += ['| ' + ' | '.join(c.replace('|', '\\|') for c in _cells(r)) + ' |' for r in rows]
     return '\n'.join(lines)
-
-# %% ../nbs/12_tracking.ipynb #6d120645
-def runs_command(filter_string: str = '', json_path: Path | None = None, experiment: str = 'wan-nb') -> int:
-    "Print the runs of `experiment` matching `filter_string` as a table; write them as JSON to `json_path`."
-    try:
-        rows = runs_table(filter_string, experiment)
-    except MlflowException as e:
-        print(f"error: --filter {filter_string!r}: {e.message}\nWrite MLflow search syntax, "
-              "e.g. \"params.rank = '8'\" or \"metrics.`val/loss` < 0.2\" or \"attributes.status = 'FINISHED'\".",
-              file=sys.stderr)
-        return 2
-    if json_path:
-        Path(json_path).write_text(json.dumps(rows, indent=1))
-    where = f"no runs in experiment {experiment!r} at {tracking_uri()}"
-    print(format_runs(rows) if rows else where + (f" matching {filter_string!r}" if filter_string else ''))
-    return 0
 
 # %% ../nbs/12_tracking.ipynb #e7be71c0
 def run_curves(run_id: str) -> dict:

@@ -25,7 +25,7 @@ def transformer(tiny_model_dir):
 
 def fake_trainer(transformer, model_dir, output_dir, events, is_main_process=True):
     "What PreviewCallback reads from a Trainer, and an `emit` that records the events."
-    return types.SimpleNamespace(transformer=transformer, transformer_2=None, model_dir=model_dir, output_dir=output_dir,
+    return types.SimpleNamespace(transformer=transformer, transformer_2=None, source=model_dir, output_dir=output_dir,
                                  step=0, device=torch.device('cpu'), is_main_process=is_main_process,
                                  emit=lambda name, *args: events.append((name, *args)))
 

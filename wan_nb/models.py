@@ -172,7 +172,7 @@ class ModelFileError(ValueError):
     "A model file wan-nb refuses to load; the message names the file and the fix."
 
 # %% ../nbs/01_models.ipynb #8b069a78
-@dataclass
+@dataclass(frozen=True)
 class ModelSource:
     "Where a Wan model's components are: a directory or a transformer file, plus the files single files need."
     model: Path  # diffusers dir, official Wan-AI dir, or a transformer file (.safetensors)
@@ -185,8 +185,8 @@ class ModelSource:
     def __post_init__(self):
         for f in fields(self):
             v = getattr(self, f.name)
-            if f.name != 'model_type' and v not in (None, ''): setattr(self, f.name, Path(v).expanduser())
-            elif v == '': setattr(self, f.name, None)
+            if f.name != 'model_type' and v not in (None, ''): object.__setattr__(self, f.name, Path(v).expanduser())
+            elif v == '': object.__setattr__(self, f.name, None)
 
 # %% ../nbs/01_models.ipynb #c3edb6bb
 def model_source(spec) -> ModelSource:

@@ -18,7 +18,7 @@ from PIL import Image
 
 from .demo_data import write_clip
 from .lora_io import Lora, merge_lora
-from .models import WanComponents, load_component, load_wan, wan_pipeline
+from .models import ModelSource, WanComponents, load_wan, model_source, wan_pipeline
 from .train import Callback
 
 # %% auto #0
@@ -148,9 +148,9 @@ def parse_prompt_file(path: Path) -> list[PromptSpec]:
 
 # %% ../nbs/11_sample.ipynb #4ce00361
 @functools.lru_cache(maxsize=1)
-def preview_components(model_dir: Path, dtype: torch.dtype = torch.float32) -> WanComponents:
-    "VAE, text encoder (in `dtype`), tokenizer and scheduler of `model_dir`, loaded once to the CPU and kept."
-    return load_wan(model_dir, components=('vae', 'text_encoder', 'tokenizer', 'scheduler'), dtype=dtype)
+def preview_components(model: ModelSource, dtype: torch.dtype = torch.float32) -> WanComponents:
+    "VAE, text encoder (in `dtype`), tokenizer and scheduler of `model`, loaded once to the CPU and kept."
+    return load_wan(model, components=('vae', 'text_encoder', 'tokenizer', 'scheduler'), dtype=dtype)
 
 # %% ../nbs/11_sample.ipynb #f6549c43
 def _preview_scheduler(parts: WanComponents, spec: PromptSpec) -> UniPCMultistepScheduler:
@@ -163,23 +163,23 @@ def _preview_scheduler(parts: WanComponents, spec: PromptSpec) -> UniPCMultistep
 
 # %% ../nbs/11_sample.ipynb #31565fdd
 @functools.lru_cache(maxsize=1)
-def base_expert(model_dir: Path,
+def base_expert(model: ModelSource,
                 name: str = 'transformer_2',  # transformer (high noise) or transformer_2 (low noise)
                 dtype: torch.dtype = torch.float32) -> WanTransformer3DModel:
     "A base expert of a Wan 2.2 A14B model, without LoRA, loaded once to the CPU and kept."
-    return load_component(model_dir, name, dtype)
+    return getattr(load_wan(model, components=(name,), dtype=dtype), name)
 
 # %% ../nbs/11_sample.ipynb #cd6d1549
 def _experts(transformer: WanTransformer3DModel | None,  # high-noise (or only) transformer; None: the base one
              transformer_2: WanTransformer3DModel | None,  # Wan 2.2 low-noise expert; None: the base one
-             model_dir: Path, boundary_ratio: float | None, dtype: torch.dtype) -> tuple:
-    "(high, low, base): the transformers a preview samples with, and which of them came from `model_dir`."
+             model: ModelSource, boundary_ratio: float | None, dtype: torch.dtype) -> tuple:
+    "(high, low, base): the transformers a preview samples with, and which of them came from `model`."
     base = []
     if transformer is None:
-        transformer = base_expert(model_dir, 'transformer', dtype)
+        transformer = base_expert(model, 'transformer', dtype)
         base.append(transformer)
     if boundary_ratio is not None and transformer_2 is None:
-        transformer_2 = base_expert(model_dir, 'transformer_2', dtype)
+        transformer_2 = base_expert(model, 'transformer_2', dtype)
         base.append(transformer_2)
     return transformer, transformer_2, base
 
@@ -210,7 +210,7 @@ def _sampling(transformers: list,  # the transformers to run in eval mode (None 
 
 # %% ../nbs/11_sample.ipynb #15332316
 def generate_preview(transformer: WanTransformer3DModel | None,  # the model being trained, LoRA applied
-                     model_dir: Path,  # the diffusers-format Wan directory it came from
+                     model,  # the Wan files it came from: a folder, a transformer file or a `ModelSource`
                      spec: PromptSpec,
                      device: str | torch.device | None = None,  # None: the trained transformer's device
                      dtype: torch.dtype | None = None,  # text encoder dtype; None: the trained transformer's
@@ -220,12 +220,12 @@ def generate_preview(transformer: WanTransformer3DModel | None,  # the model bei
     "Frames (T, H, W, 3) uint8 of `spec`; a missing Wan 2.2 expert is the model's base one."
     trained = transformer if transformer is not None else transformer_2
     if trained is None:
-        raise ValueError(f"{model_dir}: a preview needs the transformer being trained; pass transformer= "
+        raise ValueError(f"{model}: a preview needs the transformer being trained; pass transformer= "
                          "or, for a Wan 2.2 low-noise expert, transformer_2=.")
     device = torch.device(device) if device is not None else next(trained.parameters()).device
-    model_dir = Path(model_dir).resolve()
-    parts = preview_components(model_dir, dtype or trained.dtype)
-    high, low, base = _experts(transformer, transformer_2, model_dir, parts.boundary_ratio, trained.dtype)
+    model = model_source(model)
+    parts = preview_components(model, dtype or trained.dtype)
+    high, low, base = _experts(transformer, transformer_2, model, parts.boundary_ratio, trained.dtype)
     pipe = wan_pipeline(dataclasses.replace(parts, transformer=high, transformer_2=low,
                                             scheduler=_preview_scheduler(parts, spec)))
     pipe.set_progress_bar_config(disable=True)
@@ -292,7 +292,7 @@ def preview(self: PreviewCallback, trainer, step: int) -> list[Path]:
     folder = Path(self.out_dir or Path(trainer.output_dir)/'previews')/f'step_{step:06d}'
     start, files = time.perf_counter(), []
     for i, spec in enumerate(self.specs):
-        frames = generate_preview(trainer.transformer, trainer.model_dir, spec,
+        frames = generate_preview(trainer.transformer, trainer.source, spec,
                                   device=trainer.device,
                                   transformer_2=trainer.transformer_2)
         mp4, png = write_preview(frames, folder/f'{i:02d}_{_slug(spec.prompt)}.mp4', self.fps)

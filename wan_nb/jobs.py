@@ -289,7 +289,8 @@ def job_run_config(namespace: dict):
     import dataclasses
     from wan_nb.train import RunConfig, load_run_config
     values = {f.name: namespace[f.name] for f in dataclasses.fields(RunConfig) if f.name in namespace}
-    paths = {k: values[k] for k in ('model', 'dataset', 'sample_prompts') if k in values}
+    path_fields = ('model', 'model_2', 'vae', 'text_encoder', 'tokenizer', 'dataset', 'sample_prompts')
+    paths = {k: values[k] for k in path_fields if k in values}
     values.update(job_inputs(**paths))
     out = run_folder(values.get('output_dir'), values.get('name', 'lora'), os.environ.get('MLFLOW_RUN_ID'))
     values['output_dir'] = str(out)

@@ -68,3 +68,14 @@ def test_bf16_base_weights_train_an_fp32_lora(tiny_model_dir, demo_dir, tmp_path
     assert {p.dtype for p in trainer.optimizer.param_groups[0]['params']} == {torch.float32}
     assert all(torch.isfinite(torch.tensor(trainer.losses)))
     assert set(trainer.phase_memory_mb) == {'cache', 'load', 'train'}
+
+
+def test_wan_nb_cache_takes_single_files(tiny_model_dir, demo_dir, tmp_path, capsys):
+    from wan_nb.cli import main
+    comfy = write_comfy_files(tiny_model_dir, tmp_path/'comfy')
+    (demo_dir/'comfy_cache.toml').write_text(IMAGES.replace('cache/comfy_images', 'cache/comfy_cli'))
+    files = ['--model', comfy.model, '--vae', comfy.vae, '--text-encoder', comfy.text_encoder, '--tokenizer', comfy.tokenizer]
+    assert main(['cache', str(demo_dir/'comfy_cache.toml'), *map(str, files), '--verify']) == 0
+    assert 'verify: ' in capsys.readouterr().out
+    assert main(['cache', str(demo_dir/'comfy_cache.toml'), '--model', str(comfy.model)]) == 2  # no VAE named
+    assert 'no vae' in capsys.readouterr().err

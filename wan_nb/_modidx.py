@@ -72,6 +72,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                             'wan_nb.cli._slider_options': ('cli.html#_slider_options', 'wan_nb/cli.py'),
                             'wan_nb.cli._slider_output_options': ('cli.html#_slider_output_options', 'wan_nb/cli.py'),
                             'wan_nb.cli._slider_parser': ('cli.html#_slider_parser', 'wan_nb/cli.py'),
+                            'wan_nb.cli._source': ('cli.html#_source', 'wan_nb/cli.py'),
                             'wan_nb.cli._subcommand': ('cli.html#_subcommand', 'wan_nb/cli.py'),
                             'wan_nb.cli._suggest_command': ('cli.html#_suggest_command', 'wan_nb/cli.py'),
                             'wan_nb.cli._suggest_parser': ('cli.html#_suggest_parser', 'wan_nb/cli.py'),

@@ -211,7 +211,8 @@ def _suggest_parser(sub):
     p.set_defaults(handler=lambda a: _suggest_command(a.dir, a.area, a.frames, a.json_path))
 
 # %% ../nbs/90_cli.ipynb #eb2c3b02
-def cache_command(config: Path, model: Path, json_path: Path | None = None, verify: bool = False,
+def cache_command(config: Path, model,  # a path or a `ModelSource`
+                  json_path: Path | None = None, verify: bool = False,
                   prune: bool = False, device: str | None = None, batch_size: int = 1,
                   progress: bool = True) -> int:
     "`wan-nb cache`: plan `config`, cache its latents and texts with `model`; verify and prune on request."
@@ -254,7 +255,10 @@ def _cache_parser(sub):
     p = sub.add_parser('cache', help="encode the plan's latents and caption embeddings not cached yet")
     p.add_argument('config', type=Path, help='musubi-tuner dataset config (.toml or .json)')
     p.add_argument('--model', type=Path, required=True,
-                   help='diffusers-format Wan directory (its VAE and text encoder are used)')
+                   help='a Wan folder (diffusers or official), or a transformer file with the three below')
+    p.add_argument('--vae', type=Path, help='with a transformer file: wan_2.1_vae.safetensors or Wan2.1_VAE.pth')
+    p.add_argument('--text-encoder', type=Path, help='with a transformer file: umt5_xxl_fp16.safetensors, ...')
+    p.add_argument('--tokenizer', type=Path, help='with a transformer file: the google/umt5-xxl folder')
     p.add_argument('--json', type=Path, dest='json_path', help='write the summary as JSON here')
     p.add_argument('--verify', action='store_true',
                    help='check every entry the plan needs: readable, right shape, finite')
@@ -262,8 +266,14 @@ def _cache_parser(sub):
     p.add_argument('--device', help='cuda or cpu (default: cuda if available)')
     p.add_argument('--batch-size', type=_positive, default=1,
                    help='same-shape items the VAE encodes at once (default 1)')
-    p.set_defaults(handler=lambda a: cache_command(a.config, a.model, a.json_path, a.verify, a.prune,
+    p.set_defaults(handler=lambda a: cache_command(a.config, _source(a), a.json_path, a.verify, a.prune,
                                                    a.device, a.batch_size))
+
+def _source(args: argparse.Namespace):
+    "The model the arguments name: the `--model` path, or a `ModelSource` when single files are named too."
+    if not (args.vae or args.text_encoder or args.tokenizer): return args.model
+    from wan_nb.models import ModelSource
+    return ModelSource(args.model, vae=args.vae, text_encoder=args.text_encoder, tokenizer=args.tokenizer)
 
 # %% ../nbs/90_cli.ipynb #da54620d
 def _model_inspect_command(paths: list[Path], model_type: str | None = None, json_path: Path | None = None) -> int:

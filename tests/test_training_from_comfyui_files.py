@@ -78,4 +78,4 @@ def test_wan_nb_cache_takes_single_files(tiny_model_dir, demo_dir, tmp_path, cap
     assert main(['cache', str(demo_dir/'comfy_cache.toml'), *map(str, files), '--verify']) == 0
     assert 'verify: ' in capsys.readouterr().out
     assert main(['cache', str(demo_dir/'comfy_cache.toml'), '--model', str(comfy.model)]) == 2  # no VAE named
-    assert 'no vae' in capsys.readouterr().err
+    assert 'no vae for this model; name its file in the RUN.toml (vae = ...) or on the command line (--vae)' in capsys.readouterr().err

@@ -10,6 +10,14 @@ from dataclasses import asdict, dataclass, field, fields
 from importlib.resources import files
 from pathlib import Path
 
+# %% auto #0
+__all__ = ['TINY_TRANSFORMER', 'TINY_VAE', 'TINY_TEXT_ENCODER', 'TINY_SCHEDULER', 'WAN_COMPONENTS', 'WAN_VARIANTS', 'UMT5_XXL',
+           'tiny_tokenizer', 'latent_stats', 'build_tiny_wan', 'make_tiny_model', 'read_model_index', 'load_component',
+           'WanComponents', 'ModelFileError', 'ModelSource', 'model_source', 'ModelInfo', 'identify_model', 'load_wan',
+           'wan_pipeline', 'write_comfy_files', 'write_official_layout', 'inspect_model', 'convert_model',
+           'component_identity']
+
+# %% ../nbs/01_models.ipynb #deb72357
 from .core import atomic_path, content_hash
 import diffusers, torch
 from accelerate import init_empty_weights
@@ -21,24 +29,23 @@ from safetensors.torch import save_file
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from transformers import T5TokenizerFast, UMT5Config, UMT5EncoderModel
 
-# %% auto #0
-__all__ = ['TINY_TRANSFORMER', 'TINY_VAE', 'TINY_TEXT_ENCODER', 'TINY_SCHEDULER', 'WAN_COMPONENTS', 'WAN_VARIANTS', 'UMT5_XXL',
-           'tiny_tokenizer', 'latent_stats', 'build_tiny_wan', 'make_tiny_model', 'read_model_index', 'load_component',
-           'WanComponents', 'ModelFileError', 'ModelSource', 'model_source', 'ModelInfo', 'identify_model', 'load_wan',
-           'wan_pipeline', 'write_comfy_files', 'write_official_layout', 'inspect_model', 'convert_model',
-           'component_identity']
-
 # %% ../nbs/01_models.ipynb #76186ae5
 TINY_TRANSFORMER = dict(
     patch_size=(1, 2, 2), num_attention_heads=4, attention_head_dim=16, in_channels=16, out_channels=16,
     text_dim=32, freq_dim=256, ffn_dim=128, num_layers=4, cross_attn_norm=True,
     qk_norm='rms_norm_across_heads', rope_max_seq_len=1024)
+
+# %% ../nbs/01_models.ipynb #f4eb1c40
 TINY_VAE = dict(base_dim=4, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
                 temperal_downsample=[False, True, True])
+
+# %% ../nbs/01_models.ipynb #e18e5d60
 TINY_TEXT_ENCODER = dict(
     vocab_size=256, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
     relative_attention_num_buckets=8, relative_attention_max_distance=32,
     pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+
+# %% ../nbs/01_models.ipynb #f7eb4696
 TINY_SCHEDULER = dict(prediction_type='flow_prediction', use_flow_sigmas=True, flow_shift=3.0)
 
 # %% ../nbs/01_models.ipynb #6a32c39e
@@ -55,12 +62,17 @@ _WORDS = dict(
           'style colour color two')
 
 # %% ../nbs/01_models.ipynb #54ea1722
-def tiny_tokenizer() -> T5TokenizerFast:
-    "A T5-style Unigram tokenizer of caption words, characters as fallback: pad 0, eos 1, unk 2, `</s>` appended."
+def _tiny_vocab() -> list[tuple[str, float]]:
+    "The Unigram pieces and scores: T5's specials, the caption words, then single characters."
     words = sorted({w for ws in _WORDS.values() for w in ws.split()})
     chars = sorted(set(string.ascii_lowercase + string.digits + string.punctuation))
     specials = [('<pad>', 0.0), ('</s>', 0.0), ('<unk>', 0.0)]
-    vocab = specials + [(f'\u2581{w}', -5.0) for w in words] + [(c, -10.0) for c in ['\u2581', *chars]]
+    return specials + [(f'\u2581{w}', -5.0) for w in words] + [(c, -10.0) for c in ['\u2581', *chars]]
+
+# %% ../nbs/01_models.ipynb #5ba20ac7
+def tiny_tokenizer() -> T5TokenizerFast:
+    "A T5-style Unigram tokenizer of caption words, characters as fallback: pad 0, eos 1, unk 2, `</s>` appended."
+    vocab = _tiny_vocab()
     tok = Tokenizer(models.Unigram(vocab, unk_id=2))
     tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
@@ -70,15 +82,19 @@ def tiny_tokenizer() -> T5TokenizerFast:
                            extra_ids=0)
 
 # %% ../nbs/01_models.ipynb #b1fdb4cf
+def _smooth_video(seed: int = 0, frames: int = 9, size: int = 64) -> torch.Tensor:
+    "Four smooth random videos in [-1, 1]: low-frequency colour fields, like natural frames."
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(4, 3, frames, 4, 4, generator=g) * 2 - 1
+    return torch.nn.functional.interpolate(coarse, size=(frames, size, size), mode='trilinear',
+                                           align_corners=True)
+
+# %% ../nbs/01_models.ipynb #f4e50246
 @torch.no_grad()
 def latent_stats(vae: AutoencoderKLWan, seed: int = 0, frames: int = 9, size: int = 64
                 ) -> tuple[list[float], list[float]]:
     "Per-channel mean and std of `vae`'s latents over a smooth random video in [-1, 1]."
-    g = torch.Generator().manual_seed(seed)
-    coarse = torch.rand(4, 3, frames, 4, 4, generator=g) * 2 - 1
-    video = torch.nn.functional.interpolate(coarse, size=(frames, size, size), mode='trilinear',
-                                            align_corners=True)
-    z = vae.encode(video).latent_dist.mode()
+    z = vae.encode(_smooth_video(seed, frames, size)).latent_dist.mode()
     return z.mean(dim=(0, 2, 3, 4)).tolist(), z.std(dim=(0, 2, 3, 4)).tolist()
 
 # %% ../nbs/01_models.ipynb #3934ef74
@@ -153,10 +169,12 @@ class WanComponents:
     scheduler: UniPCMultistepScheduler | None = None
     boundary_ratio: float | None = None  # Wan 2.2: transformer for t >= boundary, transformer_2 below
 
-    def __repr__(self):
-        have = [f.name for f in fields(self) if f.name in WAN_COMPONENTS and getattr(self, f.name) is not None]
-        extra = f', boundary_ratio={self.boundary_ratio}' if self.boundary_ratio is not None else ''
-        return f"WanComponents({self.path}: {', '.join(have)}{extra})"
+# %% ../nbs/01_models.ipynb #fc30b28f
+@patch
+def __repr__(self: WanComponents):
+    have = [f.name for f in fields(self) if f.name in WAN_COMPONENTS and getattr(self, f.name) is not None]
+    extra = f', boundary_ratio={self.boundary_ratio}' if self.boundary_ratio is not None else ''
+    return f"WanComponents({self.path}: {', '.join(have)}{extra})"
 
 # %% ../nbs/01_models.ipynb #35a50a0b
 def _load_diffusers(model_dir: Path, components: tuple[str, ...], dtype: torch.dtype, vae_dtype: torch.dtype,
@@ -199,13 +217,20 @@ def model_source(spec) -> ModelSource:
 _ST_DTYPES = dict(BF16='bfloat16', F16='float16', F32='float32', F64='float64', F8_E4M3='float8_e4m3fn',
                   F8_E5M2='float8_e5m2', U8='uint8', I8='int8', I16='int16', I32='int32', I64='int64', BOOL='bool')
 
-def _safetensors_table(path: Path) -> tuple[dict[str, tuple[str, tuple]], dict]:
-    "({name: (dtype, shape)}, metadata) of a safetensors file, from its header only; refuses truncated files."
-    path, size = Path(path), Path(path).stat().st_size
+# %% ../nbs/01_models.ipynb #e2838919
+def _st_header(path: Path, size: int) -> tuple[int, dict | None]:
+    "The header length and parsed JSON header of a safetensors file of `size` bytes (None if unreadable)."
     with open(path, 'rb') as f:
         n = int.from_bytes(f.read(8), 'little') if size >= 8 else -1
         try: header = json.loads(f.read(n)) if 2 <= n <= size - 8 else None
         except (UnicodeDecodeError, json.JSONDecodeError): header = None
+    return n, header
+
+# %% ../nbs/01_models.ipynb #23dd753e
+def _safetensors_table(path: Path) -> tuple[dict[str, tuple[str, tuple]], dict]:
+    "({name: (dtype, shape)}, metadata) of a safetensors file, from its header only; refuses truncated files."
+    path, size = Path(path), Path(path).stat().st_size
+    n, header = _st_header(path, size)
     if not isinstance(header, dict):
         raise ModelFileError(f"{path}: not a safetensors file (or cut off inside its header). "
                              "Download it again, or check that the path names the weights file.")
@@ -217,13 +242,17 @@ def _safetensors_table(path: Path) -> tuple[dict[str, tuple[str, tuple]], dict]:
     return {k: (_ST_DTYPES.get(v['dtype'], v['dtype']), tuple(v['shape'])) for k, v in header.items()}, meta
 
 # %% ../nbs/01_models.ipynb #16157264
+def _torch_load(path: Path):
+    "`torch.load(weights_only=True)` of `path`, memory-mapped unless the file's format does not allow it."
+    try: return torch.load(path, map_location='cpu', weights_only=True, mmap=True)
+    except RuntimeError as e:
+        if 'mmap' not in str(e): raise
+        return torch.load(path, map_location='cpu', weights_only=True)
+
+# %% ../nbs/01_models.ipynb #34c1d723
 def _load_pth(path: Path) -> dict[str, torch.Tensor]:
     "The tensors of a `.pth` file that holds a plain {name: tensor} dict, loaded with `weights_only=True`."
-    try:
-        try: sd = torch.load(path, map_location='cpu', weights_only=True, mmap=True)
-        except RuntimeError as e:
-            if 'mmap' not in str(e): raise
-            sd = torch.load(path, map_location='cpu', weights_only=True)
+    try: sd = _torch_load(path)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise ModelFileError(
@@ -250,6 +279,7 @@ def _weight_table(path: Path) -> dict[str, tuple[str, tuple]]:
 # %% ../nbs/01_models.ipynb #75b5c772
 _SHARD = re.compile(r'-(\d{5})-of-(\d{5})\.safetensors$')
 
+# %% ../nbs/01_models.ipynb #9b4ea720
 def _shard_files(folder: Path) -> list[Path]:
     "The weight files of a transformer folder (diffusers or official), checked to be complete."
     index = next(folder.glob('*.safetensors.index.json'), None)
@@ -291,10 +321,10 @@ def _layout(path: Path) -> str:
 _OFFICIAL_FILES = dict(vae=('Wan2.1_VAE.pth', 'Wan2.2_VAE.pth'), text_encoder=('models_t5_umt5-xxl-enc-bf16.pth',),
                        tokenizer=('google/umt5-xxl',))
 
-def _resolve(source: ModelSource) -> ModelSource:
-    "`source` with the components its layout provides filled in (model is the transformer's file or folder)."
-    src, layout = model_source(source), _layout(model_source(source).model)
-    found, root = {}, src.model
+# %% ../nbs/01_models.ipynb #350b611b
+def _provided(root: Path, layout: str) -> dict[str, Path]:
+    "The components the layout of `root` provides: diffusers subfolders, official files beside the weights."
+    found = {}
     if layout == 'diffusers':
         found = {n: root/s for n, s in [('model', 'transformer'), ('model_2', 'transformer_2'), ('vae', 'vae'),
                  ('text_encoder', 'text_encoder'), ('tokenizer', 'tokenizer')] if (root/s).is_dir()}
@@ -303,6 +333,13 @@ def _resolve(source: ModelSource) -> ModelSource:
         for name, candidates in _OFFICIAL_FILES.items():
             hit = next((root/c for c in candidates if (root/c).exists()), None)
             if hit is not None: found[name] = hit
+    return found
+
+# %% ../nbs/01_models.ipynb #d2d8e5b4
+def _resolve(source: ModelSource) -> ModelSource:
+    "`source` with the components its layout provides filled in (model is the transformer's file or folder)."
+    src, layout = model_source(source), _layout(model_source(source).model)
+    found = _provided(src.model, layout)
     given = {f.name: getattr(src, f.name) for f in fields(src) if getattr(src, f.name) is not None}
     if layout in ('diffusers', 'official-2.2'): given.pop('model')
     return ModelSource(**{**found, **given})
@@ -319,6 +356,7 @@ WAN_VARIANTS = {  # variant -> task, number of experts, boundary_ratio (Wan 2.2:
     'wan2.2-ti2v-5b': ('ti2v', 1, None),
 }
 
+# %% ../nbs/01_models.ipynb #468c2553
 def _shipped_config(name: str) -> dict:
     "The diffusers config shipped in wan_nb/configs for `name` (a variant, 'wan2.1-vae' or 'umt5-xxl')."
     sub = 'transformer/config.json' if name in WAN_VARIANTS else 'config.json'
@@ -333,6 +371,7 @@ def _strip(key: str) -> str:
     "`key` without a ComfyUI `model.diffusion_model.` style prefix."
     return next((key[len(p):] for p in _PREFIXES if key.startswith(p)), key)
 
+# %% ../nbs/01_models.ipynb #bedeee8d
 def _is_quant_aux(key: str) -> bool: return key.endswith(_QUANT_SUFFIXES) or _strip(key) == 'scaled_fp8'
 
 # %% ../nbs/01_models.ipynb #21d25227
@@ -358,6 +397,7 @@ _TO_ORIGINAL = [('condition_embedder.time_embedder.linear_1', 'time_embedding.0'
                 ('.norm_added_k.', '.norm_k_img.'), ('.ffn.net.0.proj.', '.ffn.0.'), ('.ffn.net.2.', '.ffn.2.'),
                 ('.norm2.', '.norm3.'), ('.scale_shift_table', '.modulation')]
 
+# %% ../nbs/01_models.ipynb #bf29ce8b
 def _original_name(key: str) -> str:
     "The original Wan (official / ComfyUI) name of diffusers transformer key `key`."
     if key == 'scale_shift_table': return 'head.modulation'
@@ -424,6 +464,7 @@ def _comfy_quant_formats(path: Path) -> dict[str, dict]:
         blobs = {k.removesuffix('.comfy_quant'): f.get_tensor(k) for k in f.keys() if k.endswith('.comfy_quant')}
     return {k: json.loads(bytes(v.tolist()).decode()) for k, v in blobs.items()}
 
+# %% ../nbs/01_models.ipynb #6433e068
 def _check_comfy_quant(path: Path):
     "Refuse a comfy_quant file with a format that cannot be dequantised exactly, naming the file and format."
     bad = sorted({q.get('format') for q in _comfy_quant_formats(path).values()} - set(_COMFY_FP8))
@@ -471,6 +512,7 @@ def _umt5_arch(table: dict[str, tuple]) -> dict | None:
 # %% ../nbs/01_models.ipynb #a9f451da
 UMT5_XXL = dict(d_model=4096, num_layers=24, d_ff=10240, num_heads=64, vocab_size=256384)
 
+# %% ../nbs/01_models.ipynb #6b2f83e6
 def _check_text_encoder(path: Path, text_dim: int):
     "Refuse a text encoder that is not UMT5 shaped, or not UMT5-XXL for a real-size transformer."
     path = Path(path)
@@ -498,6 +540,15 @@ def _transformer_files(path: Path) -> list[Path]:
                              "Use the safetensors release (ComfyUI or Wan-AI) of this model.")
     return [path]
 
+# %% ../nbs/01_models.ipynb #ebb9343f
+def _check_blocks(path: Path, shapes: dict):
+    "Refuse a transformer whose blocks are not numbered 0..n-1: a shard or part of the file is missing."
+    blocks = sorted({int(k.split('.')[1]) for k in shapes if k.startswith('blocks.')})
+    if blocks != list(range(len(blocks))):
+        raise ModelFileError(f"{path}: blocks {sorted(set(range(max(blocks) + 1)) - set(blocks))} are missing "
+                             "(a shard or part of the file is missing). Download the model again.")
+
+# %% ../nbs/01_models.ipynb #3c137519
 def _transformer_summary(path: Path) -> dict:
     "files, arch, quantization, dtypes, main dtype and naming of a transformer file or folder (headers only)."
     fs = _transformer_files(path)
@@ -506,10 +557,7 @@ def _transformer_summary(path: Path) -> dict:
     if reason: raise ModelFileError(f"{path}: not a Wan transformer: {reason}.")
     names = _diffusers_names(table)
     shapes = {new: table[old][1] for old, new in names.items()}
-    blocks = sorted({int(k.split('.')[1]) for k in shapes if k.startswith('blocks.')})
-    if blocks != list(range(len(blocks))):
-        raise ModelFileError(f"{path}: blocks {sorted(set(range(max(blocks) + 1)) - set(blocks))} are missing "
-                             "(a shard or part of the file is missing). Download the model again.")
+    _check_blocks(path, shapes)
     quant = _quantization(table)
     if quant == 'comfy_quant':
         for f in fs: _check_comfy_quant(f)
@@ -586,6 +634,7 @@ def _format(model: Path, naming: str) -> str:
     if layout.startswith('official'): return 'official'
     return 'diffusers' if naming == 'diffusers' else 'comfyui'
 
+# %% ../nbs/01_models.ipynb #46b9d50b
 def _check_vae(path: Path, out_channels: int):
     "Refuse a VAE whose latent channels are not the transformer's."
     z = _vae_z_dim(path)
@@ -595,6 +644,7 @@ def _check_vae(path: Path, out_channels: int):
             f"{path}: {family} VAE ({z} latent channels) does not fit this transformer ({out_channels} channels). "
             "Use Wan2.1_VAE.pth / wan_2.1_vae.safetensors for every Wan model but TI2V 5B, which needs Wan 2.2's.")
 
+# %% ../nbs/01_models.ipynb #043509d5
 def _check_tokenizer(path: Path):
     if not any((Path(path)/f).is_file() for f in ('tokenizer.json', 'spiece.model', 'tokenizer_config.json')):
         raise ModelFileError(f"{path}: no tokenizer files (tokenizer.json or spiece.model). Point `tokenizer` "
@@ -612,6 +662,22 @@ def _notes(variant: str, n_experts: int) -> list[str]:
     return []
 
 # %% ../nbs/01_models.ipynb #dad3d3c3
+def _task(variant: str, arch: dict) -> str:
+    "'t2v', 'i2v' or 'ti2v': the release's task, or for a custom size what its channels say."
+    if variant != 'custom': return WAN_VARIANTS[variant][0]
+    return ('i2v' if arch['image_dim'] or arch['in_channels'] == arch['out_channels'] + 20
+            else 'ti2v' if arch['out_channels'] == 48 else 't2v')
+
+# %% ../nbs/01_models.ipynb #95567683
+def _boundary(variant: str, model: Path, task: str, n_experts: int) -> float | None:
+    "Wan 2.2's expert hand-over: model_index.json's, else the release's, else a two-expert default."
+    boundary = WAN_VARIANTS[variant][2] if variant != 'custom' else None
+    if _layout(model) == 'diffusers':
+        boundary = read_model_index(model).get('boundary_ratio', boundary)
+    if n_experts == 2 and boundary is None: boundary = 0.9 if task == 'i2v' else 0.875
+    return boundary
+
+# %% ../nbs/01_models.ipynb #8bdd638b
 def identify_model(source) -> ModelInfo:
     "What Wan `source` (a path or a `ModelSource`) is, from the weights' shapes; refuses bad input."
     given = model_source(source)
@@ -622,13 +688,8 @@ def identify_model(source) -> ModelInfo:
         raise ModelFileError(f"{src.model_2}: the second expert's shapes differ from {src.model}'s; both must be "
                              "experts of the same Wan 2.2 A14B release.")
     variant = _pick_variant(arch, len(summaries), given.model_type, src.model)
-    task = WAN_VARIANTS[variant][0] if variant != 'custom' else (
-        'i2v' if arch['image_dim'] or arch['in_channels'] == arch['out_channels'] + 20
-        else 'ti2v' if arch['out_channels'] == 48 else 't2v')
-    boundary = WAN_VARIANTS[variant][2] if variant != 'custom' else None
-    if _layout(given.model) == 'diffusers':
-        boundary = read_model_index(given.model).get('boundary_ratio', boundary)
-    if len(summaries) == 2 and boundary is None: boundary = 0.9 if task == 'i2v' else 0.875
+    task = _task(variant, arch)
+    boundary = _boundary(variant, given.model, task, len(summaries))
     if src.vae is not None: _check_vae(src.vae, arch['out_channels'])
     if src.text_encoder is not None: _check_text_encoder(src.text_encoder, arch['text_dim'])
     if src.tokenizer is not None: _check_tokenizer(src.tokenizer)
@@ -663,6 +724,7 @@ def _scale_of(f, key: str, keys: set, quant: dict) -> tuple[torch.Tensor, torch.
     if f'{layer}.scale_weight' in keys: return f.get_tensor(f'{layer}.scale_weight'), None
     return None
 
+# %% ../nbs/01_models.ipynb #76c7e1dd
 def _read_tensors(paths: list[Path], rename: dict[str, str], dtype_of) -> dict[str, torch.Tensor]:
     "{new name: tensor in dtype_of(new name)} for the keys of `rename`, streamed file by file, fp8 scales applied."
     out = {}
@@ -684,6 +746,7 @@ def _dtype_of(cls, dtype: torch.dtype):
     keep = getattr(cls, '_keep_in_fp32_modules', None) or []
     return lambda name: torch.float32 if any(m in name.split('.') for m in keep) else dtype
 
+# %% ../nbs/01_models.ipynb #4f8d6a16
 def _assign(model: torch.nn.Module, sd: dict, where) -> torch.nn.Module:
     "Put `sd` into a meta-built `model` (no copy), refusing missing or unexpected weights."
     want = set(model.state_dict())
@@ -719,6 +782,7 @@ def _custom_config(path: Path, arch: dict) -> dict:
         f"config.json beside it as {path.with_suffix('.json').name}.")
     return dict(base, num_attention_heads=arch['dim'] // 128, attention_head_dim=128)
 
+# %% ../nbs/01_models.ipynb #5fb092f1
 def _transformer_config(path: Path, variant: str, arch: dict) -> dict:
     base = _shipped_config(variant) if variant != 'custom' else _custom_config(Path(path), arch)
     shape_keys = ('in_channels', 'out_channels', 'num_layers', 'ffn_dim', 'text_dim', 'freq_dim', 'image_dim',
@@ -746,6 +810,7 @@ _VAE_TOP = [(r'^quant_conv\.', 'conv1.'), (r'^post_quant_conv\.', 'conv2.'), (r'
 _RESNET = [(r'\.norm1\.gamma$', '.residual.0.gamma'), (r'\.conv1\.', '.residual.2.'), (r'\.norm2\.gamma$',
             '.residual.3.gamma'), (r'\.conv2\.', '.residual.6.'), (r'\.conv_shortcut\.', '.shortcut.')]
 
+# %% ../nbs/01_models.ipynb #c878b33d
 def _vae_original_name(key: str, num_res_blocks: int) -> str:
     "The original Wan VAE name of diffusers `AutoencoderKLWan` key `key`."
     if re.search(r'(down_blocks|resnets)\.', key):
@@ -786,6 +851,7 @@ _UMT5_LAYER = [('norm1.weight', 'layer.0.layer_norm.weight'),
                ('ffn.fc1.weight', 'layer.1.DenseReluDense.wi_1.weight'),
                ('ffn.fc2.weight', 'layer.1.DenseReluDense.wo.weight')]
 
+# %% ../nbs/01_models.ipynb #bbed2785
 def _umt5_names(num_layers: int) -> dict[str, str]:
     "{original Wan T5 name: transformers UMT5EncoderModel name}."
     names = {'token_embedding.weight': 'shared.weight', 'norm.weight': 'encoder.final_layer_norm.weight'}
@@ -802,6 +868,7 @@ def _text_encoder_config(path: Path, arch: dict) -> dict:
     return dict(_shipped_config('umt5-xxl'), **{k: arch[k] for k in ('d_model', 'vocab_size', 'num_layers', 'd_ff',
                 'num_heads', 'relative_attention_num_buckets')}, d_kv=d_kv)
 
+# %% ../nbs/01_models.ipynb #98199c69
 def _load_text_encoder(path: Path, dtype: torch.dtype, device) -> UMT5EncoderModel:
     "The UMT5 encoder from a .pth / .safetensors file (original or transformers names) or a folder."
     path = Path(path)
@@ -830,6 +897,14 @@ def _scheduler(src: ModelSource) -> UniPCMultistepScheduler:
     return UniPCMultistepScheduler(**TINY_SCHEDULER)
 
 # %% ../nbs/01_models.ipynb #09b21830
+def _require(model: Path, where: dict, components):
+    "Refuse to load components that the model's files lack, naming the RUN.toml fields to set."
+    absent = [n for n in components if n in where and where[n] is None]
+    if absent: raise ModelFileError(
+        f"{model}: no {' / '.join(absent)} found with this model; name the file(s) in the RUN.toml "
+        f"({', '.join(f'{n} = ...' for n in absent)}) or on the command line.")
+
+# %% ../nbs/01_models.ipynb #09738969
 def load_wan(source, # a diffusers or official Wan folder, a transformer file, or a `ModelSource`
              components: tuple[str, ...] = WAN_COMPONENTS,  # which components to load; the rest stay None
              dtype: torch.dtype = torch.float32,  # transformer(s) and text encoder, e.g. torch.bfloat16 on a GPU
@@ -845,10 +920,7 @@ def load_wan(source, # a diffusers or official Wan folder, a transformer file, o
         return _load_diffusers(src.model, tuple(components), dtype, vae_dtype, device)
     info, rs = identify_model(src), _resolve(src)
     where = dict(transformer=rs.model, vae=rs.vae, text_encoder=rs.text_encoder, tokenizer=rs.tokenizer)
-    absent = [n for n in components if n in where and where[n] is None]
-    if absent: raise ModelFileError(
-        f"{src.model}: no {' / '.join(absent)} found with this model; name the file(s) in the RUN.toml "
-        f"({', '.join(f'{n} = ...' for n in absent)}) or on the command line.")
+    _require(src.model, where, components)
     load = dict(transformer=lambda: _load_transformer(rs.model, info.variant, dtype, device),
                 transformer_2=lambda: rs.model_2 and _load_transformer(rs.model_2, info.variant, dtype, device),
                 vae=lambda: _load_vae(rs.vae, vae_dtype, device),
@@ -871,6 +943,19 @@ def wan_pipeline(model: WanComponents) -> WanPipeline:
 # %% ../nbs/01_models.ipynb #19634111
 _STORE_DTYPES = dict(fp32=torch.float32, fp16=torch.float16, bf16=torch.bfloat16)
 
+# %% ../nbs/01_models.ipynb #d7243a58
+def _fp8_entries(k: str, v: torch.Tensor, dtype: str) -> dict[str, torch.Tensor]:
+    "Block matrix `k` in fp8: plain e4m3 (clamped), or divided by a per-tensor scale stored beside it."
+    if dtype == 'fp8_e4m3fn': return {k: v.clamp(-448, 448).to(torch.float8_e4m3fn)}
+    layer, scale = k.removesuffix('.weight'), (v.float().abs().max() / 448).clamp(min=1e-12)
+    out = {k: (v.float() / scale).to(torch.float8_e4m3fn)}
+    if dtype == 'fp8_scaled': out[f'{layer}.scale_weight'] = scale.reshape(())
+    else:
+        out[f'{layer}.weight_scale'] = scale.reshape(())
+        out[f'{layer}.comfy_quant'] = torch.tensor(list(b'{"format": "float8_e4m3fn"}'), dtype=torch.uint8)
+    return out
+
+# %% ../nbs/01_models.ipynb #5dd8573a
 def _store(sd: dict[str, torch.Tensor], dtype: str) -> dict[str, torch.Tensor]:
     "`sd` (original names) as a ComfyUI file stores it: a plain dtype, or block matrices in (scaled) fp8."
     if dtype in _STORE_DTYPES: return {k: v.to(_STORE_DTYPES[dtype]).contiguous() for k, v in sd.items()}
@@ -881,14 +966,7 @@ def _store(sd: dict[str, torch.Tensor], dtype: str) -> dict[str, torch.Tensor]:
     for k, v in sd.items():
         if not (k.startswith('blocks.') and k.endswith('.weight') and v.ndim == 2):
             out[k] = v.to(torch.bfloat16).contiguous()
-        elif dtype == 'fp8_e4m3fn': out[k] = v.clamp(-448, 448).to(torch.float8_e4m3fn)
-        else:
-            layer, scale = k.removesuffix('.weight'), (v.float().abs().max() / 448).clamp(min=1e-12)
-            out[k] = (v.float() / scale).to(torch.float8_e4m3fn)
-            if dtype == 'fp8_scaled': out[f'{layer}.scale_weight'] = scale.reshape(())
-            else:
-                out[f'{layer}.weight_scale'] = scale.reshape(())
-                out[f'{layer}.comfy_quant'] = torch.tensor(list(b'{"format": "float8_e4m3fn"}'), dtype=torch.uint8)
+        else: out.update(_fp8_entries(k, v, dtype))
     return out
 
 # %% ../nbs/01_models.ipynb #ef309a76
@@ -897,6 +975,7 @@ def _custom_vae(vae: AutoencoderKLWan) -> bool:
     keys = ('base_dim', 'z_dim', 'dim_mult', 'num_res_blocks', 'latents_mean')
     return any(vae.config[k] != ship[k] for k in keys)
 
+# %% ../nbs/01_models.ipynb #ef233d02
 def _sidecars(wan: WanComponents, paths: dict[str, Path]):
     "Write the diffusers config beside each custom-size component's weights (`<stem>.json`)."
     as_json = lambda config: json.dumps({k: v for k, v in dict(config).items() if not k.startswith('_')}, indent=1)
@@ -994,6 +1073,7 @@ def _role(path: Path) -> str:
     raise ModelFileError(f"{path}: not a Wan transformer, Wan VAE, UMT5 text encoder or tokenizer folder "
                          f"({_not_wan_reason(keys)}).")
 
+# %% ../nbs/01_models.ipynb #6c21deb2
 def _source_from_paths(paths, model_type: str | None = None) -> ModelSource:
     "A `ModelSource` from command-line paths in any order."
     if isinstance(paths, (ModelSource, str, Path)): paths = [paths]
@@ -1047,10 +1127,13 @@ def convert_model(paths, out_dir: Path, dtype: torch.dtype | None = None, model_
 def _component_files(src: ModelSource, name: str) -> list[Path]:
     "The files component `name` ('transformer', 'transformer_2', 'vae', 'text_encoder', 'tokenizer') comes from."
     path = {'transformer': src.model, 'transformer_2': src.model_2}.get(name, getattr(src, name, None))
-    if path is None: raise ModelFileError(f"{src.model}: no {name} for this model; name it in the RUN.toml.")
+    if path is None: raise ModelFileError(
+        f"{src.model}: no {name} for this model; name its file in the RUN.toml ({name} = ...) "
+        f"or on the command line (--{name.replace('_', '-')}).")
     if path.is_dir(): return sorted(path.iterdir())
     return [path] + ([path.with_suffix('.json')] if path.with_suffix('.json').is_file() else [])
 
+# %% ../nbs/01_models.ipynb #647efa4a
 def component_identity(source, *names: str) -> str:
     "A hash of the files of components `names` of `source` (any layout): the cache's key for them."
     src, h = _resolve(model_source(source)), hashlib.sha256()

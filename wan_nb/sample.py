@@ -16,15 +16,16 @@ from diffusers import UniPCMultistepScheduler, WanTransformer3DModel
 from fastcore.basics import patch
 from PIL import Image
 
-from .demo_data import write_clip
-from .lora_io import Lora, merge_lora
-from .models import ModelSource, WanComponents, load_wan, model_source, wan_pipeline
-from .train import Callback
-
 # %% auto #0
 __all__ = ['PromptSpec', 'PromptFileError', 'parse_prompt_line', 'parse_prompt_file', 'preview_components', 'base_expert',
            'generate_preview', 'frame_strip', 'write_preview', 'PreviewCallback', 'strength_previews',
            'plot_strength_grid']
+
+# %% ../nbs/11_sample.ipynb #48a58071
+from .demo_data import write_clip
+from .lora_io import Lora, merge_lora
+from .models import ModelSource, WanComponents, load_wan, model_source, wan_pipeline
+from .train import Callback
 
 # %% ../nbs/11_sample.ipynb #5be2fd08
 @dataclass(frozen=True)
@@ -55,6 +56,8 @@ _KINDS = {'guidance': float, 'flow_shift': float, 'negative_prompt': str}  # the
 _EXAMPLES = dict(width=512, height=288, frames=33, seed=42, steps=20, guidance=5.0,
                  negative_prompt='blurry, static', flow_shift=3.0)
 _MINIMA = {'width': 16, 'height': 16, 'frames': 1, 'seed': 0, 'steps': 1, 'guidance': 0.0, 'flow_shift': 0.01}
+
+# %% ../nbs/11_sample.ipynb #b160814c
 _IGNORED = {'g': "embedded guidance, which Wan does not have (musubi-tuner ignores it too); "
                  "--l sets the CFG scale"}
 _UNSUPPORTED = {
@@ -75,10 +78,9 @@ def _bad_value(where: str, name: str, text: str, kind: type, field: str) -> Prom
     example = f'--{name} {_EXAMPLES[field]}'
     return PromptFileError(f"{where}: --{name} {text!r} is not {what}; write e.g. {example}.")
 
-def _option(part: str, where: str) -> tuple[str, object]:
-    "(PromptSpec field, value) of one ` --name value` part of a prompt line."
-    name, _, text = part.strip().partition(' ')
-    name, text = name.lower(), text.strip()
+# %% ../nbs/11_sample.ipynb #85293917
+def _field(name: str, where: str) -> str:
+    "The `PromptSpec` field of option `--name`; unsupported and unknown options are refused."
     if name in _UNSUPPORTED:
         raise PromptFileError(f"{where}: --{name} gives {_UNSUPPORTED[name]}; wan-nb previews are "
                               f"text-to-video only for now. Remove --{name} from the line.")
@@ -86,7 +88,11 @@ def _option(part: str, where: str) -> tuple[str, object]:
         options = ' '.join('--' + o for o in _OPTIONS)
         raise PromptFileError(f"{where}: unknown option --{name}. The options are {options} "
                               "(and a prompt's own text must not contain ' --').")
-    field = _OPTIONS[name]
+    return _OPTIONS[name]
+
+# %% ../nbs/11_sample.ipynb #0d830216
+def _value(name: str, text: str, field: str, where: str) -> object:
+    "The value `text` of option `--name`, of its field's kind and not below the field's minimum."
     if not text:
         raise PromptFileError(f"{where}: --{name} has no value; write e.g. --{name} {_EXAMPLES[field]}.")
     kind = _KINDS.get(field, int)
@@ -97,7 +103,15 @@ def _option(part: str, where: str) -> tuple[str, object]:
     if field in _MINIMA and value < _MINIMA[field]:
         raise PromptFileError(f"{where}: --{name} {text} is below {_MINIMA[field]}; "
                               f"use a value of at least {_MINIMA[field]}.")
-    return field, value
+    return value
+
+# %% ../nbs/11_sample.ipynb #6adfa4f7
+def _option(part: str, where: str) -> tuple[str, object]:
+    "(PromptSpec field, value) of one ` --name value` part of a prompt line."
+    name, _, text = part.strip().partition(' ')
+    name, text = name.lower(), text.strip()
+    field = _field(name, where)
+    return field, _value(name, text, field, where)
 
 # %% ../nbs/11_sample.ipynb #57e474c0
 def _fit(spec: PromptSpec, where: str) -> PromptSpec:
@@ -203,12 +217,43 @@ def _sampling(transformers: list,  # the transformers to run in eval mode (None 
             yield
     finally:
         for m, mode in zip(modules, modes):
-            m.training = mode  # a blanket .train() would not restore a mixed state
+            m.training = mode
         if offload:
             for m in helpers:
                 m.to('cpu')
 
 # %% ../nbs/11_sample.ipynb #15332316
+def _trained(transformer: WanTransformer3DModel | None, transformer_2: WanTransformer3DModel | None,
+             model) -> WanTransformer3DModel:
+    "The transformer being trained: the high-noise (or only) one, else the Wan 2.2 low-noise expert."
+    trained = transformer if transformer is not None else transformer_2
+    if trained is None:
+        raise ValueError(f"{model}: a preview needs the transformer being trained; pass transformer= "
+                         "or, for a Wan 2.2 low-noise expert, transformer_2=.")
+    return trained
+
+# %% ../nbs/11_sample.ipynb #2ff09b50
+def _pipe(parts: WanComponents, high, low, spec: PromptSpec):
+    "A `WanPipeline` of `parts` with experts `high`, `low` and the prompt's scheduler; no progress bar."
+    pipe = wan_pipeline(dataclasses.replace(parts, transformer=high, transformer_2=low,
+                                            scheduler=_preview_scheduler(parts, spec)))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+# %% ../nbs/11_sample.ipynb #cf02a73e
+def _pipe_kwargs(spec: PromptSpec) -> dict:
+    "The `WanPipeline` arguments of `spec`; the initial noise comes from a CPU generator seeded by `--d`."
+    return dict(prompt=spec.prompt,
+                negative_prompt=spec.negative_prompt,
+                height=spec.height,
+                width=spec.width,
+                num_frames=spec.frames,
+                num_inference_steps=spec.steps,
+                guidance_scale=spec.guidance,
+                generator=torch.Generator().manual_seed(spec.seed),
+                output_type='np')
+
+# %% ../nbs/11_sample.ipynb #d462cf58
 def generate_preview(transformer: WanTransformer3DModel | None,  # the model being trained, LoRA applied
                      model,  # the Wan files it came from: a folder, a transformer file or a `ModelSource`
                      spec: PromptSpec,
@@ -218,27 +263,14 @@ def generate_preview(transformer: WanTransformer3DModel | None,  # the model bei
                      offload: bool = True,  # move VAE, text encoder (and base experts) back to the CPU after
                     ) -> torch.Tensor:
     "Frames (T, H, W, 3) uint8 of `spec`; a missing Wan 2.2 expert is the model's base one."
-    trained = transformer if transformer is not None else transformer_2
-    if trained is None:
-        raise ValueError(f"{model}: a preview needs the transformer being trained; pass transformer= "
-                         "or, for a Wan 2.2 low-noise expert, transformer_2=.")
+    trained = _trained(transformer, transformer_2, model)
     device = torch.device(device) if device is not None else next(trained.parameters()).device
     model = model_source(model)
     parts = preview_components(model, dtype or trained.dtype)
     high, low, base = _experts(transformer, transformer_2, model, parts.boundary_ratio, trained.dtype)
-    pipe = wan_pipeline(dataclasses.replace(parts, transformer=high, transformer_2=low,
-                                            scheduler=_preview_scheduler(parts, spec)))
-    pipe.set_progress_bar_config(disable=True)
+    pipe = _pipe(parts, high, low, spec)
     with _sampling([high, low], [parts.vae, parts.text_encoder, *base], device, offload):
-        video = pipe(prompt=spec.prompt,
-                     negative_prompt=spec.negative_prompt,
-                     height=spec.height,
-                     width=spec.width,
-                     num_frames=spec.frames,
-                     num_inference_steps=spec.steps,
-                     guidance_scale=spec.guidance,
-                     generator=torch.Generator().manual_seed(spec.seed),
-                     output_type='np').frames[0]
+        video = pipe(**_pipe_kwargs(spec)).frames[0]
     return torch.from_numpy((video * 255).round().clip(0, 255).astype(np.uint8))
 
 # %% ../nbs/11_sample.ipynb #a1801341
@@ -249,16 +281,23 @@ def frame_strip(frames: np.ndarray | torch.Tensor, n: int = 8) -> np.ndarray:
     return np.concatenate(list(frames[picks]), axis=1)
 
 # %% ../nbs/11_sample.ipynb #fed47014
-def write_preview(frames: np.ndarray | torch.Tensor,  # (T, H, W, 3) uint8, H and W even
-                  path_mp4: Path, fps: int = 16) -> tuple[Path, Path]:
-    "Write `frames` as an H.264 mp4 at `path_mp4` and a PNG strip beside it; return both paths."
-    frames, path_mp4 = np.asarray(frames), Path(path_mp4)
+def _video_frames(frames: np.ndarray | torch.Tensor, path_mp4: Path) -> np.ndarray:
+    "`frames` as a (T, H, W, 3) uint8 array with even sides, as H.264 needs; else a ValueError."
+    frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"{path_mp4}: frames must be (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}; "
                          "convert with (x * 255).round().astype(np.uint8).")
     if frames.shape[1] % 2 or frames.shape[2] % 2:
         raise ValueError(f"{path_mp4}: H.264 (yuv420p) needs an even height and width, "
                          f"got {frames.shape[2]}x{frames.shape[1]}; crop a row or column.")
+    return frames
+
+# %% ../nbs/11_sample.ipynb #34976bc0
+def write_preview(frames: np.ndarray | torch.Tensor,  # (T, H, W, 3) uint8, H and W even
+                  path_mp4: Path, fps: int = 16) -> tuple[Path, Path]:
+    "Write `frames` as an H.264 mp4 at `path_mp4` and a PNG strip beside it; return both paths."
+    path_mp4 = Path(path_mp4)
+    frames = _video_frames(frames, path_mp4)
     write_clip(path_mp4, list(frames), fps)
     path_png = path_mp4.with_suffix('.png')
     with atomic_path(path_png) as tmp_png:

@@ -57,6 +57,7 @@ def _experiment_id(client: MlflowClient, uri: str, experiment: str) -> str:
                          f"restore --experiment-id {exp.experiment_id}` or choose another experiment name.")
     return exp.experiment_id
 
+# %% ../nbs/12_tracking.ipynb #6070b7e7
 def setup_tracking(experiment: str = 'wan-nb') -> str:
     "Point MLflow at `tracking_uri()` and make `experiment` (created if missing) active; returns its id."
     uri = tracking_uri()
@@ -76,14 +77,15 @@ def reset_tracking():
     os.environ.pop('MLFLOW_EXPERIMENT_ID', None)  # exported by set_experiment
 
 # %% ../nbs/12_tracking.ipynb #785c7b16
-PACKAGES = ('torch', 'diffusers', 'transformers', 'peft', 'accelerate', 'mlflow', 'papermill', 'wan-nb')
-
 def _git(*args) -> str | None:
     try:
         r = subprocess.run(['git', '-C', str(repo_root()), *args], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return r.stdout.strip() if r.returncode == 0 else None
+
+# %% ../nbs/12_tracking.ipynb #7bbd4801
+PACKAGES = ('torch', 'diffusers', 'transformers', 'peft', 'accelerate', 'mlflow', 'papermill', 'wan-nb')
 
 def _version(name: str) -> str:
     try:
@@ -126,9 +128,10 @@ def _flat(d: dict, prefix: str = '') -> dict[str, str]:
         if isinstance(v, dict):
             out.update(_flat(v, f'{prefix}{k}.'))
         else:
-            out[f'{prefix}{k}'] = str(v)  # as papermill jobs log their parameters: equal values compare equal
+            out[f'{prefix}{k}'] = str(v)
     return out
 
+# %% ../nbs/12_tracking.ipynb #7f3ac40d
 def record_params(record: dict) -> dict[str, str]:
     "MLflow params of a record: the config's fields by their names, the rest flattened (`git.commit`, ...)."
     rest = {k: v for k, v in record.items() if k != 'config'}
@@ -150,6 +153,17 @@ def _split_params(record: dict, logged: dict) -> tuple[dict, dict]:
     return params, tags
 
 # %% ../nbs/12_tracking.ipynb #fc03dbf6
+def _record_tags(record: dict) -> dict[str, str]:
+    "Tags of a record: the commit (which the MLflow UI shows) and the plan fingerprint, where known."
+    tags = {}
+    commit = record.get('git', {}).get('commit')
+    if commit and commit != 'unknown':
+        tags['mlflow.source.git.commit'] = commit
+    if 'plan_fingerprint' in record:
+        tags['plan_fingerprint'] = record['plan_fingerprint']
+    return tags
+
+# %% ../nbs/12_tracking.ipynb #cfba6d2f
 def log_record(record: dict, run_id: str | None = None):
     "Log `record` to the active run (or `run_id`): new params, long or conflicting values as tags, record.json."
     run_id = run_id or (mlflow.active_run().info.run_id if mlflow.active_run() else None)
@@ -161,11 +175,7 @@ def log_record(record: dict, run_id: str | None = None):
     params = list(params.items())
     for i in range(0, len(params), 100):
         client.log_batch(run_id, params=[Param(k, v) for k, v in params[i:i + 100]])
-    commit = record.get('git', {}).get('commit')
-    if commit and commit != 'unknown':
-        tags['mlflow.source.git.commit'] = commit  # shown by the MLflow UI
-    if 'plan_fingerprint' in record:
-        tags['plan_fingerprint'] = record['plan_fingerprint']
+    tags.update(_record_tags(record))
     if tags:
         client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
     client.log_dict(run_id, record, 'record.json')
@@ -270,6 +280,7 @@ def on_train_begin(self: MLflowCallback, trainer):
 def _finite(metrics: dict) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if math.isfinite(v)}
 
+# %% ../nbs/12_tracking.ipynb #49b64707
 @patch
 def on_step_end(self: MLflowCallback, trainer, event):
     "Log the step's metrics (asynchronously)."
@@ -323,6 +334,7 @@ def on_checkpoint(self: MLflowCallback, trainer, folder: Path):
     self.on_train_begin(trainer)
     self._log_files(sorted(Path(folder).glob('*.safetensors')), f'checkpoints/{Path(folder).name}')
 
+# %% ../nbs/12_tracking.ipynb #21237df2
 @patch
 def on_preview(self: MLflowCallback, trainer, files: list[Path], step: int):
     "Log the preview files (mp4 and PNG strip) under `previews/step_<step>/`."
@@ -341,6 +353,7 @@ def _log_validation_figure(self: MLflowCallback):
         self.client.log_figure(self.run_id, fig, 'figures/validation.png')
         plt.close(fig)
 
+# %% ../nbs/12_tracking.ipynb #a4f4e2e5
 @patch
 def _end(self: MLflowCallback, status: str = 'FINISHED'):
     "End the run if this callback started it."
@@ -393,6 +406,7 @@ KEY_PARAMS = ('rank', 'learning_rate', 'max_train_steps', 'targets', 'timestep_s
 def _store_missing(uri: str) -> bool:
     return uri.startswith('sqlite:///') and not Path(uri.removeprefix('sqlite:///')).is_file()
 
+# %% ../nbs/12_tracking.ipynb #cc71ddbf
 def _get_run(client: MlflowClient, run_id: str, uri: str):
     try:
         return client.get_run(run_id)
@@ -403,6 +417,7 @@ def _get_run(client: MlflowClient, run_id: str, uri: str):
 def _iso(ms: int) -> str:
     return datetime.datetime.fromtimestamp(ms / 1000).isoformat(timespec='seconds')
 
+# %% ../nbs/12_tracking.ipynb #62cf977b
 def _run_row(client: MlflowClient, r) -> dict:
     "One `runs_table` row of run `r`."
     val = client.get_metric_history(r.info.run_id, 'val/loss')
@@ -442,12 +457,14 @@ def runs_table(filter_string: str = '',  # MLflow search syntax, e.g. "params.ra
 def _fmt(v, spec: str = '') -> str:
     return '' if v is None else format(float(v), spec) if spec else str(v)
 
+# %% ../nbs/12_tracking.ipynb #bdea6e25
 def _cells(r: dict) -> list[str]:
     d = r['duration_s']
     return [r['run_id'][:8], r['name'], r['status'], _fmt(r['rank']), _fmt(r['learning_rate'], 'g'),
             f"{r['steps']}/{_fmt(r['max_train_steps'])}", _fmt(r['targets']), _fmt(r['timestep_sampling']),
             _fmt(r['best_val_loss'], '.5f'), _fmt(r['best_step']), f'{int(d // 60)}:{d % 60:04.1f}']
 
+# %% ../nbs/12_tracking.ipynb #7221a7f8
 def format_runs(rows: list[dict]) -> str:
     "`runs_table` rows as a markdown table."
     if not rows:

@@ -31,6 +31,16 @@ def notebook_path(notebook: str | Path) -> Path:
     raise FileNotFoundError(f"{notebook}: no such notebook (looked in {Path.cwd()} and {repo_root()}); "
                             "give a path like nbs/jobs/train_lora.ipynb.")
 
+# %% ../nbs/13_jobs.ipynb #e6826b52
+def _check_json(params: dict) -> dict:
+    "`params` if every value can be written to params.json, else a ValueError naming the first that cannot."
+    for k, v in params.items():
+        try: json.dumps(v)
+        except TypeError:
+            raise ValueError(f"parameter {k} = {v!r} ({type(v).__name__}): use a number, string, bool, None, "
+                             "list or dict (it is recorded in params.json for reruns).") from None
+    return params
+
 # %% ../nbs/13_jobs.ipynb #7982be03
 def check_params(notebook: Path, params: dict) -> dict:
     "`params` if the notebook's `parameters` cell declares every name, else a ValueError naming valid ones."
@@ -39,12 +49,7 @@ def check_params(notebook: Path, params: dict) -> dict:
     if declared and unknown:
         raise ValueError(f"{Path(notebook).name}: unknown parameter(s) {unknown}; "
                          f"its parameters cell declares: {', '.join(declared)}.")
-    for k, v in params.items():
-        try: json.dumps(v)
-        except TypeError:
-            raise ValueError(f"parameter {k} = {v!r} ({type(v).__name__}): use a number, string, bool, None, "
-                             "list or dict (it is recorded in params.json for reruns).") from None
-    return params
+    return _check_json(params)
 
 # %% ../nbs/13_jobs.ipynb #e7d2d9f4
 def _kernel_manager(env: dict[str, str]) -> type:
@@ -60,6 +65,12 @@ def _rel(p: Path) -> str:
     "`p` relative to the repository root if it is inside it, else absolute."
     try: return str(Path(p).resolve().relative_to(repo_root()))
     except ValueError: return str(Path(p).resolve())
+
+# %% ../nbs/13_jobs.ipynb #6b505187
+def _run_tags(nb: Path, parent_run_id: str | None, tags: dict | None) -> dict:
+    "A job run's tags: its notebook, its sweep's parent run if any, then `tags`."
+    parent = {'mlflow.parentRunId': parent_run_id} if parent_run_id else {}
+    return {'wan_nb.notebook': _rel(nb), **parent, **(tags or {})}
 
 # %% ../nbs/13_jobs.ipynb #457bc922
 def _error(e: BaseException) -> str:
@@ -89,6 +100,13 @@ def _execute(nb: Path, out: Path, params: dict, env: dict[str, str]):
                         kernel_manager_class=_kernel_manager(env),
                         extra_arguments=['--IPKernelApp.log_level=ERROR'])  # no warning about local TCP
 
+# %% ../nbs/13_jobs.ipynb #0546307b
+def _end_run(client: MlflowClient, run_id: str, out: Path, status: str, error: str | None):
+    "Close a job's run: the error tag, the executed notebook `out` as an artifact if it exists, the status."
+    if error: client.set_tag(run_id, 'wan_nb.error', error[:5000])
+    if out.is_file(): client.log_artifact(run_id, str(out), 'notebooks')
+    client.set_terminated(run_id, status)
+
 # %% ../nbs/13_jobs.ipynb #2cb39592
 def run_job(notebook: str | Path,  # job notebook with a cell tagged `parameters`
             params: dict | None = None,  # Python values; papermill injects them after the parameters cell
@@ -103,8 +121,7 @@ def run_job(notebook: str | Path,  # job notebook with a cell tagged `parameters
     params = check_params(nb, dict(params or {}))
     experiment_id, uri = setup_tracking(experiment), tracking_uri()
     client = MlflowClient(uri)
-    parent = {'mlflow.parentRunId': parent_run_id} if parent_run_id else {}
-    run_tags = {'wan_nb.notebook': _rel(nb), **parent, **(tags or {})}
+    run_tags = _run_tags(nb, parent_run_id, tags)
     run_id = client.create_run(experiment_id, run_name=name or nb.stem, tags=run_tags).info.run_id
     out = Path(out_dir or repo_root()/'runs'/'notebooks')/f'{run_id}.ipynb'
     status, error = 'FAILED', None
@@ -119,17 +136,12 @@ def run_job(notebook: str | Path,  # job notebook with a cell tagged `parameters
         raise
     except Exception as e: error = _error(e)
     finally:
-        if error: client.set_tag(run_id, 'wan_nb.error', error[:5000])
-        if out.is_file(): client.log_artifact(run_id, str(out), 'notebooks')
-        client.set_terminated(run_id, status)
+        _end_run(client, run_id, out, status, error)
     return dict(run_id=run_id, status=status, notebook=out, error=error)
 
-# %% ../nbs/13_jobs.ipynb #141d1461
-def rerun(run_id: str,
-          out_dir: str | Path | None = None,  # executed notebooks; default: <repo>/runs/notebooks
-         ) -> dict:
-    "Run the notebook of `run_id` again with its recorded parameters, as a new run tagged `wan_nb.rerun_of`."
-    client = MlflowClient(tracking_uri())
+# %% ../nbs/13_jobs.ipynb #702399d5
+def _recorded_run(client: MlflowClient, run_id: str) -> tuple:
+    "The run `run_id` and its notebook; a ValueError saying why if it cannot be rerun."
     try: run = client.get_run(run_id)
     except mlflow.exceptions.MlflowException:
         raise ValueError(f"run {run_id}: not in the store {tracking_uri()}; list runs with `wan-nb runs` "
@@ -138,6 +150,15 @@ def rerun(run_id: str,
     if not notebook:
         raise ValueError(f"run {run_id}: no wan_nb.notebook tag; only runs started by `wan-nb run` "
                          "or `wan-nb sweep` can be rerun.")
+    return run, notebook
+
+# %% ../nbs/13_jobs.ipynb #141d1461
+def rerun(run_id: str,
+          out_dir: str | Path | None = None,  # executed notebooks; default: <repo>/runs/notebooks
+         ) -> dict:
+    "Run the notebook of `run_id` again with its recorded parameters, as a new run tagged `wan_nb.rerun_of`."
+    client = MlflowClient(tracking_uri())
+    run, notebook = _recorded_run(client, run_id)
     params = mlflow.artifacts.load_dict(f'{run.info.artifact_uri}/params.json')
     return run_job(notebook, params,
                    name=f"{run.info.run_name}-rerun",
@@ -156,6 +177,14 @@ def grid_combinations(grid: dict[str, list]) -> list[dict]:
 # %% ../nbs/13_jobs.ipynb #0bdc9d98
 def _fmt(v) -> str: return f'{v:.5g}' if isinstance(v, float) else str(v)
 
+# %% ../nbs/13_jobs.ipynb #fd73f127
+def _sweep_cells(r: dict, names: list[str], shown: list[str]) -> list[str]:
+    "One child's cells in the sweep table: its values, status, metrics, run id and error."
+    cells = [_fmt(r[k]) for k in names] + [r['status']]
+    cells += [_fmt(r['metrics'][m]) if m in r.get('metrics', {}) else '' for m in shown]
+    return cells + [r['run_id'] or '', (r['error'] or '').replace('|', '/')[:80]]
+
+# %% ../nbs/13_jobs.ipynb #6d4e6cc9
 def format_sweep(rows: list[dict], metrics: tuple[str, ...] = ('train/loss', 'val/loss')) -> str:
     "A markdown table of a sweep: each child's values, status, last metrics, run id and error."
     fixed = {'run_id', 'status', 'notebook', 'error', 'metrics', 'parent_run_id'}
@@ -163,11 +192,7 @@ def format_sweep(rows: list[dict], metrics: tuple[str, ...] = ('train/loss', 'va
     shown = [m for m in metrics if any(m in r.get('metrics', {}) for r in rows)]
     head = [*names, 'status', *shown, 'run', 'error']
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
-    for r in rows:
-        cells = [_fmt(r[k]) for k in names] + [r['status']]
-        cells += [_fmt(r['metrics'][m]) if m in r.get('metrics', {}) else '' for m in shown]
-        cells += [r['run_id'] or '', (r['error'] or '').replace('|', '/')[:80]]
-        lines.append('| ' + ' | '.join(cells) + ' |')
+    for r in rows: lines.append('| ' + ' | '.join(_sweep_cells(r, names, shown)) + ' |')
     return '\n'.join(lines)
 
 # %% ../nbs/13_jobs.ipynb #38193f66
@@ -175,6 +200,16 @@ def _latest_metrics(client: MlflowClient, run_id: str | None) -> dict:
     "The last value of every metric of `run_id` ({} if there is no such run)."
     try: return dict(client.get_run(run_id).data.metrics) if run_id else {}
     except Exception: return {}
+
+# %% ../nbs/13_jobs.ipynb #409800b3
+def _child_row(client: MlflowClient, nb: Path, combo: dict, base: dict, name: str, experiment: str,
+               parent: str, out_dir: str | Path | None) -> dict:
+    "Run one child of a sweep: its values, its result and its last metrics; FAILED if it cannot even start."
+    label = name + '-' + '-'.join(f'{k}={v}' for k, v in combo.items())
+    try: res = run_job(nb, {**base, **combo}, label, experiment, parent, out_dir)
+    except Exception as e:
+        res = dict(run_id=None, status='FAILED', notebook=None, error=f'{type(e).__name__}: {e}')
+    return {**combo, **res, 'metrics': _latest_metrics(client, res['run_id'])}
 
 # %% ../nbs/13_jobs.ipynb #c63fe212
 def sweep(notebook: str | Path,
@@ -194,12 +229,7 @@ def sweep(notebook: str | Path,
     parent_tags = {'wan_nb.notebook': _rel(nb), 'wan_nb.sweep': 'parent'}
     parent = client.create_run(experiment_id, run_name=name, tags=parent_tags).info.run_id
     client.log_dict(parent, dict(grid=grid, base_params=base), 'sweep.json')
-    def child(combo):
-        label = name + '-' + '-'.join(f'{k}={v}' for k, v in combo.items())
-        try: res = run_job(nb, {**base, **combo}, label, experiment, parent, out_dir)
-        except Exception as e:
-            res = dict(run_id=None, status='FAILED', notebook=None, error=f'{type(e).__name__}: {e}')
-        return {**combo, **res, 'metrics': _latest_metrics(client, res['run_id'])}
+    def child(combo): return _child_row(client, nb, combo, base, name, experiment, parent, out_dir)
     try:
         with concurrent.futures.ThreadPoolExecutor(parallel) as pool: rows = list(pool.map(child, combos))
     except KeyboardInterrupt:
@@ -234,14 +264,18 @@ def parse_param(name: str, text: str):
     value = parse_option(name, text)
     return list(value) if isinstance(value, tuple) else value
 
+# %% ../nbs/13_jobs.ipynb #fdfa2c0b
+def _params_file(path: str | Path) -> dict:
+    "The NAME: VALUE mapping of a YAML parameters file (`-f`)."
+    values = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: write a YAML mapping of NAME: VALUE lines, e.g. 'rank: 8'.")
+    return values
+
 # %% ../nbs/13_jobs.ipynb #6d12f7e6
 def collect_params(params: list[tuple[str, str]] = (), params_file: str | Path | None = None) -> dict:
     "Parameters from a YAML file (`-f`) updated by `-p NAME VALUE` pairs."
-    values = {}
-    if params_file:
-        values = yaml.safe_load(Path(params_file).read_text()) or {}
-        if not isinstance(values, dict):
-            raise ValueError(f"{params_file}: write a YAML mapping of NAME: VALUE lines, e.g. 'rank: 8'.")
+    values = _params_file(params_file) if params_file else {}
     return {**values, **{k: parse_param(k, v) for k, v in params}}
 
 # %% ../nbs/13_jobs.ipynb #6595a488
@@ -300,6 +334,7 @@ def job_run_config(namespace: dict):
 # %% ../nbs/13_jobs.ipynb #bf19b900
 _SAVED_URI: dict[Path, str | None] = {}
 
+# %% ../nbs/13_jobs.ipynb #fe6003d6
 def scratch_for_test() -> Path | None:
     "Under nbdev-test (IN_TEST, no orchestrator): a temporary folder, its MLflow store now in use; else None."
     if not os.environ.get('IN_TEST') or os.environ.get('MLFLOW_RUN_ID'): return None
@@ -320,6 +355,12 @@ def end_scratch_for_test(scratch: Path | None):
     if (uri := _SAVED_URI.pop(scratch, None)): os.environ['MLFLOW_TRACKING_URI'] = uri
     shutil.rmtree(scratch, ignore_errors=True)
 
+# %% ../nbs/13_jobs.ipynb #5ae23eaa
+def _running_mean(ls: list[float], k: int) -> list:
+    "At each step of `ls`, the mean of its last `k` values (fewer at the start)."
+    import numpy as np
+    return [np.mean(ls[max(0, j - k + 1):j + 1]) for j in range(len(ls))]
+
 # %% ../nbs/13_jobs.ipynb #f79c2755
 def plot_loss_curves(losses: dict[str, list[float]],  # label -> training loss at steps 1, 2, ...
                      history: list = ()):  # a Validator's evaluations (step, val_loss, probe_loss)
@@ -329,7 +370,7 @@ def plot_loss_curves(losses: dict[str, list[float]],  # label -> training loss a
     fig, ax = plt.subplots(figsize=(7, 3.4))
     for i, (label, ls) in enumerate(losses.items()):
         k, steps = max(1, len(ls) // 10), np.arange(1, len(ls) + 1)
-        mean = [np.mean(ls[max(0, j - k + 1):j + 1]) for j in range(len(ls))]
+        mean = _running_mean(ls, k)
         ax.plot(steps, ls, color=f'C{i}', alpha=0.25)
         ax.plot(steps, mean, color=f'C{i}', label=f'{label}: train loss (mean of {k})')
     if history:
@@ -345,6 +386,7 @@ def plot_loss_curves(losses: dict[str, list[float]],  # label -> training loss a
 # %% ../nbs/13_jobs.ipynb #b95cedb9
 _JOB_RUN: list = []  # the open job run of this kernel: [its tracked_run context, its IPython hook]
 
+# %% ../nbs/13_jobs.ipynb #1b5b10f3
 def _close_job_run(exc: BaseException | None = None):
     "Leave the open job run's `tracked_run` block: FINISHED, or FAILED (KILLED) with `exc`."
     if not _JOB_RUN: return
@@ -354,6 +396,15 @@ def _close_job_run(exc: BaseException | None = None):
         get_ipython().events.unregister('post_run_cell', hook)
     if exc is None: ctx.__exit__(None, None, None)
     else: ctx.__exit__(type(exc), exc, exc.__traceback__)
+
+# %% ../nbs/13_jobs.ipynb #4cf4b0fb
+def _log_new_params(run_id: str, params: dict) -> list[str]:
+    "Log those of `params` that the run does not have yet (the orchestrator logged its own); their names."
+    client = MlflowClient(tracking_uri())
+    logged = client.get_run(run_id).data.params
+    new = [mlflow.entities.Param(k, str(v)[:6000]) for k, v in params.items() if k not in logged]
+    if new: client.log_batch(run_id, params=new)
+    return [p.key for p in new]
 
 # %% ../nbs/13_jobs.ipynb #bfe43928
 def job_run(run_name: str,
@@ -372,12 +423,10 @@ def job_run(run_name: str,
     ip = get_ipython() if owned else None
     if ip: ip.events.register('post_run_cell', hook)
     _JOB_RUN.append([ctx, hook if ip else None])
-    client = MlflowClient(tracking_uri())
-    logged = client.get_run(run_id).data.params
-    new = [mlflow.entities.Param(k, str(v)[:6000]) for k, v in params.items() if k not in logged]
-    if new: client.log_batch(run_id, params=new)
+    _log_new_params(run_id, params)
     return run_id
 
+# %% ../nbs/13_jobs.ipynb #970a205b
 def end_job_run():
     "End the job's run FINISHED if this kernel opened it (the orchestrator ends its own)."
     _close_job_run()

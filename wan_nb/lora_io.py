@@ -36,6 +36,8 @@ WAN_TO_DIFFUSERS = {
     'ffn.0': 'ffn.net.0.proj',
     'ffn.2': 'ffn.net.2',
 }
+
+# %% ../nbs/06_lora_io.ipynb #ebcdbdd5
 DIFFUSERS_TO_WAN = {v: k for k, v in WAN_TO_DIFFUSERS.items()}
 T2V_MODULES = tuple(k for k in WAN_TO_DIFFUSERS if not k.endswith('_img'))  # the 10 layers trainers target
 
@@ -169,6 +171,7 @@ def wan_shapes(blocks: int, dim: int, ffn_dim: int, layers=T2V_MODULES) -> dict[
 # %% ../nbs/06_lora_io.ipynb #41ef5fc8
 FORMATS = ('comfy', 'musubi', 'diffusers', 'peft')
 
+# %% ../nbs/06_lora_io.ipynb #ecbaff76
 def lora_keys(name: str, to: str) -> tuple[str, str, str]:
     "The (A, B, alpha) keys of module `name` (diffusers name) in format `to`."
     if to == 'comfy': base, a, b = f'diffusion_model.{wan_name(name)}', 'lora_A', 'lora_B'
@@ -181,6 +184,8 @@ def lora_keys(name: str, to: str) -> tuple[str, str, str]:
 # %% ../nbs/06_lora_io.ipynb #87cdcbe5
 _FACTOR = re.compile(r'(.+)\.(lora_A\.weight|lora_B\.weight|lora_down\.weight|lora_up\.weight|alpha)')
 _PART = {'lora_A': 'A', 'lora_down': 'A', 'lora_B': 'B', 'lora_up': 'B', 'alpha': 'alpha'}
+
+# %% ../nbs/06_lora_io.ipynb #aec7426a
 _MUSUBI = {'lora_unet_blocks_' + k.replace('.', '_'): k for k in WAN_TO_DIFFUSERS}
 _MUSUBI_RE = re.compile(r'lora_unet_blocks_(\d+)_(.+)')
 _PREFIXES = ('diffusion_model.', 'transformer.', 'base_model.model.')
@@ -202,13 +207,19 @@ def _parse_key(key: str) -> tuple[str, str] | None:
 _PICKLE_SUFFIXES = ('.pt', '.pth', '.ckpt', '.bin', '.pkl', '.pickle')
 _PICKLE_HEADS = (b'\x80\x02', b'\x80\x03', b'\x80\x04', b'\x80\x05')  # pickle protocols 2-5
 
+# %% ../nbs/06_lora_io.ipynb #0cc9e633
+def _is_pickle(path: Path) -> bool:
+    "True if `path` is a pickle checkpoint, by its suffix or its first bytes (pickle or torch.save's zip)."
+    path = Path(path)
+    head = path.read_bytes()[:4] if path.is_file() else b''
+    zipped = head == b'PK\x03\x04'  # torch.save's zip format
+    return path.suffix.lower() in _PICKLE_SUFFIXES or head[:2] in _PICKLE_HEADS or zipped
+
 # %% ../nbs/06_lora_io.ipynb #f5aea071
 def _refuse_pickle(path: Path):
     "Raise if `path` is a pickle checkpoint (by suffix or by content), with the one-line conversion as the fix."
     path = Path(path)
-    head = path.read_bytes()[:4] if path.is_file() else b''
-    zipped = head == b'PK\x03\x04'  # torch.save's zip format
-    if path.suffix.lower() in _PICKLE_SUFFIXES or head[:2] in _PICKLE_HEADS or zipped:
+    if _is_pickle(path):
         out = path.with_suffix('.safetensors')
         convert = (f"python -c \"import torch; from safetensors.torch import save_file; "
                    f"save_file(torch.load('{path}', weights_only=True), '{out}')\"")
@@ -275,10 +286,18 @@ _DIFFUSERS_METADATA_KEY = 'lora_adapter_metadata'  # diffusers' LoraConfig in th
 PADDED_KEY = 'wan_nb.padded_modules'
 _OWN_KEYS = ('format', _DIFFUSERS_METADATA_KEY)    # header fields the writer sets, not carried over
 
+# %% ../nbs/06_lora_io.ipynb #727da1a2
 def _order(name: str):
     "Sort key: block, then the layer's place in Wan's table."
     block, layer = split_block(name)
     return block, list(DIFFUSERS_TO_WAN).index(layer)
+
+# %% ../nbs/06_lora_io.ipynb #7a7dbc45
+def _header_config(metadata: dict[str, str]) -> dict | None:
+    "The `LoraConfig` dict diffusers keeps in the header, keys without `transformer.`; None if none."
+    if _DIFFUSERS_METADATA_KEY not in metadata: return None
+    config = json.loads(metadata[_DIFFUSERS_METADATA_KEY])
+    return {k.removeprefix('transformer.'): v for k, v in config.items()}
 
 # %% ../nbs/06_lora_io.ipynb #7f4c1de6
 def lora_from_state_dict(tensors: dict[str, torch.Tensor],
@@ -288,9 +307,7 @@ def lora_from_state_dict(tensors: dict[str, torch.Tensor],
                         ) -> Lora:
     "A `Lora` from the tensors of a file of any key family, checked; `source` names the file in errors."
     metadata = dict(metadata or {})
-    if config is None and _DIFFUSERS_METADATA_KEY in metadata:
-        config = json.loads(metadata[_DIFFUSERS_METADATA_KEY])
-        config = {k.removeprefix('transformer.'): v for k, v in config.items()}
+    if config is None: config = _header_config(metadata)
     mods = {name: _module(name, p, source) for name, p in _group_keys(tensors, source).items()}
     if config is not None:
         for name, alpha in _config_alphas(config, {n: m.rank for n, m in mods.items()}).items():
@@ -350,6 +367,16 @@ def _musubi_padding(lora: Lora) -> dict[str, LoraModule]:
             pad[name] = LoraModule(name, A, B, 1.0)
     return pad
 
+# %% ../nbs/06_lora_io.ipynb #a1690ae2
+def _module_tensors(m: LoraModule, to: str) -> dict[str, torch.Tensor]:
+    "The tensors of module `m` under family `to`'s keys: both factors, and its alpha where `to` keeps one."
+    ka, kb, kalpha = lora_keys(m.name, to)
+    tensors = {ka: m.A.contiguous(), kb: m.B.contiguous()}
+    alpha = float(m.rank) if m.alpha is None and to == 'musubi' else m.alpha
+    if alpha is not None and to in ('comfy', 'musubi'):
+        tensors[kalpha] = torch.tensor(alpha, dtype=torch.float32)
+    return tensors
+
 # %% ../nbs/06_lora_io.ipynb #679c78e3
 def lora_state_dict(lora: Lora, to: str = 'comfy') -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     "The tensors and safetensors header of `lora` in key family `to` (comfy, musubi, diffusers or peft)."
@@ -362,12 +389,7 @@ def lora_state_dict(lora: Lora, to: str = 'comfy') -> tuple[dict[str, torch.Tens
     if to == 'diffusers' and any(m.alpha is not None for m in mods.values()):
         header[_DIFFUSERS_METADATA_KEY] = _diffusers_metadata(lora)
     tensors = {}
-    for m in mods.values():
-        ka, kb, kalpha = lora_keys(m.name, to)
-        tensors[ka], tensors[kb] = m.A.contiguous(), m.B.contiguous()
-        alpha = float(m.rank) if m.alpha is None and to == 'musubi' else m.alpha
-        if alpha is not None and to in ('comfy', 'musubi'):
-            tensors[kalpha] = torch.tensor(alpha, dtype=torch.float32)
+    for m in mods.values(): tensors.update(_module_tensors(m, to))
     return tensors, header
 
 # %% ../nbs/06_lora_io.ipynb #b78acc47
@@ -389,17 +411,21 @@ def write_lora(lora: Lora, path: Path, to: str = 'comfy') -> Path:
         else: save_file(tensors, tmp, metadata=header)
     return path
 
+# %% ../nbs/06_lora_io.ipynb #8dc98f81
+def _read_peft_dir(path: Path) -> Lora:
+    "The LoRA of a peft adapter directory: `adapter_model.safetensors` with `adapter_config.json`."
+    if not (path/_PEFT_CONFIG).is_file():
+        raise FileNotFoundError(f"{path}: a directory without {_PEFT_CONFIG}, so not a peft adapter; "
+                                "pass the LoRA's .safetensors file.")
+    tensors, metadata = _read_safetensors(path/_PEFT_WEIGHTS)
+    config = json.loads((path/_PEFT_CONFIG).read_text())
+    return lora_from_state_dict(tensors, metadata, str(path), config=config)
+
 # %% ../nbs/06_lora_io.ipynb #7930ddae
 def read_lora(path: Path) -> Lora:
     "Read a LoRA of any key family from a .safetensors file or a peft adapter directory."
     path = Path(path)
-    if path.is_dir():
-        if not (path/_PEFT_CONFIG).is_file():
-            raise FileNotFoundError(f"{path}: a directory without {_PEFT_CONFIG}, so not a peft adapter; "
-                                    "pass the LoRA's .safetensors file.")
-        tensors, metadata = _read_safetensors(path/_PEFT_WEIGHTS)
-        config = json.loads((path/_PEFT_CONFIG).read_text())
-        return lora_from_state_dict(tensors, metadata, str(path), config=config)
+    if path.is_dir(): return _read_peft_dir(path)
     return lora_from_state_dict(*_read_safetensors(path), source=str(path))
 
 # %% ../nbs/06_lora_io.ipynb #28f2a645
@@ -419,20 +445,27 @@ def lora_from_peft_model(model: torch.nn.Module,
             m.alpha = module.scaling[adapter_name] * m.rank
     return lora
 
+# %% ../nbs/06_lora_io.ipynb #210b4ef6
+def _lora_layer(transformer: torch.nn.Module, name: str, m: LoraModule, source: str) -> torch.nn.Module:
+    "The layer `name` of `transformer` that module `m` applies to; refused if missing or of another shape."
+    try: layer = transformer.get_submodule(name)
+    except AttributeError:
+        raise ValueError(f"{source}: the model has no layer {name} ({m.wan_name}); "
+                         "the LoRA was made for another Wan variant "
+                         "(an I2V LoRA on a T2V model, or more blocks). "
+                         "Use a LoRA for this model.") from None
+    if tuple(layer.weight.shape) != m.shape:
+        raise ValueError(f"{source}: layer {name} is {tuple(layer.weight.shape)} in the model "
+                         f"but {m.shape} in the LoRA: the LoRA was made for another base model "
+                         "(e.g. Wan 14B vs 1.3B). Use a LoRA for this model.")
+    return layer
+
 # %% ../nbs/06_lora_io.ipynb #3d175b7c
 @torch.no_grad()
 def merge_lora(transformer: torch.nn.Module, lora: Lora, strength: float = 1.0) -> torch.nn.Module:
     "Add `strength` x every module's delta to `transformer`'s weights in place (what applying a LoRA means)."
     for name, m in lora.modules.items():
-        try: layer = transformer.get_submodule(name)
-        except AttributeError:
-            raise ValueError(f"{lora.source}: the model has no layer {name} ({m.wan_name}); "
-                             "the LoRA was made for another Wan variant "
-                             "(an I2V LoRA on a T2V model, or more blocks). Use a LoRA for this model.") from None
-        if tuple(layer.weight.shape) != m.shape:
-            raise ValueError(f"{lora.source}: layer {name} is {tuple(layer.weight.shape)} in the model "
-                             f"but {m.shape} in the LoRA: the LoRA was made for another base model "
-                             "(e.g. Wan 14B vs 1.3B). Use a LoRA for this model.")
+        layer = _lora_layer(transformer, name, m, lora.source)
         layer.weight += m.delta(strength).to(layer.weight.dtype)
     return transformer
 

@@ -31,6 +31,8 @@ IMAGE_KEYS = {'image_directory': None, 'image_jsonl_file': None, 'cache_director
 VIDEO_KEYS = {'video_directory': None, 'video_jsonl_file': None, 'cache_directory': None,
               'target_frames': [1], 'frame_extraction': 'head', 'frame_stride': 1, 'frame_sample': 1,
               'max_frames': 129, 'source_fps': None}
+
+# %% ../nbs/05_plan.ipynb #c1e27e84
 # wan-nb extensions: allowed in [general] and in any dataset
 EXTENSION_KEYS = {'target_fps': None, 'default_caption': None, 'trigger': None, 'caption_dropout': 0.0}
 GENERAL_ONLY_KEYS = {'validation_split': 0.0}
@@ -146,6 +148,12 @@ def _target_frames(v: dict, kind: str, where: str, config: Path, warnings: list)
                         "(Wan needs 4n+1 frames).")
     return tuple(rounded)
 
+# %% ../nbs/05_plan.ipynb #494034ea
+def _cache_directory(v: dict, source: Path, config: Path) -> Path:
+    "The dataset's cache folder: `cache_directory` from the config's folder, else the source's folder."
+    if v['cache_directory']: return (config.parent/v['cache_directory']).resolve()
+    return source if source.is_dir() else source.parent
+
 # %% ../nbs/05_plan.ipynb #443eb934
 _PLAIN_KEYS = ('caption_extension', 'batch_size', 'num_repeats', 'enable_bucket', 'bucket_no_upscale',
                'frame_extraction', 'frame_stride', 'frame_sample', 'max_frames', 'source_fps', 'target_fps',
@@ -160,8 +168,7 @@ def _dataset_spec(index: int, entry: dict, general: dict, split: str, config: Pa
     key, source = _source(kind, v, where, config)
     _check_values(v, where, config)
     targets = _target_frames(v, kind, where, config, warnings)
-    if v['cache_directory']: cache = (config.parent/v['cache_directory']).resolve()
-    else: cache = source if source.is_dir() else source.parent
+    cache = _cache_directory(v, source, config)
     return DatasetSpec(index=index, kind=kind, split=split, source=source, source_as_written=v[key],
                        from_jsonl='jsonl' in key, cache_directory=cache,
                        resolution=_resolution(v['resolution'], where, config, v['enable_bucket'], warnings),
@@ -196,6 +203,15 @@ def _refuse_shared_cache(specs: list[DatasetSpec], path: Path):
                           "give each dataset its own cache_directory "
                           "(their entries would overwrite each other).")
 
+# %% ../nbs/05_plan.ipynb #f6ad749f
+def _dataset_specs(raw: dict, general: dict, path: Path, warnings: list) -> list[DatasetSpec]:
+    "The specs of every [[datasets]] entry, then every [[val_datasets]] entry, numbered in that order."
+    specs = []
+    for split, key in (('train', 'datasets'), ('val', 'val_datasets')):
+        for i, entry in enumerate(raw.get(key, [])):
+            specs.append(replace(_dataset_spec(i, entry, general, split, path, warnings), index=len(specs)))
+    return specs
+
 # %% ../nbs/05_plan.ipynb #86ef5a0b
 def load_dataset_config(path: Path) -> DatasetConfig:
     "Read a musubi-tuner dataset config (TOML, or JSON with the same structure) and check every key."
@@ -205,10 +221,8 @@ def load_dataset_config(path: Path) -> DatasetConfig:
     general = raw.get('general', {})
     _unknown_keys('[general]', set(general), set(COMMON_KEYS) | set(EXTENSION_KEYS) | set(GENERAL_ONLY_KEYS),
                   path)
-    warnings, specs = [], []
-    for split, key in (('train', 'datasets'), ('val', 'val_datasets')):
-        for i, entry in enumerate(raw.get(key, [])):
-            specs.append(replace(_dataset_spec(i, entry, general, split, path, warnings), index=len(specs)))
+    warnings = []
+    specs = _dataset_specs(raw, general, path, warnings)
     if not any(s.split == 'train' for s in specs):
         raise ConfigError(f"{path}: no [[datasets]] entry; add at least one.")
     _refuse_shared_cache(specs, path)
@@ -226,6 +240,7 @@ class Dropped:
     target_frames: int | None  # None: the whole source
     reason: str
 
+# %% ../nbs/05_plan.ipynb #44321aad
 @dataclass(frozen=True)
 class Source:
     "A media file of a dataset with its caption."
@@ -360,14 +375,17 @@ class DatasetPlan:
     warnings: list[str]
     fingerprint: str
 
+# %% ../nbs/05_plan.ipynb #a9639495
+def _relative(p: Path, config: Path) -> str:
+    "`p` relative to the config's folder if it is inside it, else absolute."
+    try: return str(p.relative_to(config.parent))
+    except ValueError: return str(p)
+
 # %% ../nbs/05_plan.ipynb #23ed7026
 def _fingerprint(specs: list[DatasetSpec], sources: dict, config: Path) -> str:
     "Hash of the dataset settings (paths relative to the config) and each source's name, content and caption."
-    def rel(p: Path) -> str:
-        try: return str(p.relative_to(config.parent))
-        except ValueError: return str(p)
-    settings = [{**asdict(s), 'source': rel(s.source), 'cache_directory': rel(s.cache_directory)}
-                for s in specs]
+    settings = [{**asdict(s), 'source': _relative(s.source, config),
+                 'cache_directory': _relative(s.cache_directory, config)} for s in specs]
     payload = json.dumps(dict(datasets=settings, sources=sorted(sources.items())), sort_keys=True,
                          default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
@@ -386,6 +404,17 @@ def _probe_sources(cfg: DatasetConfig, probes: ProbeCache, progress: bool, warni
     probes.save()
     return probed
 
+# %% ../nbs/05_plan.ipynb #6ae66a9b
+def _plan_items(probed: list[tuple], held_out: set[str]) -> tuple[list[PlanItem], list[Dropped]]:
+    "Items and per-target drops of every probed source, each source in its split."
+    items, dropped = [], []
+    for spec, src, info in probed:
+        split = 'val' if spec.split == 'val' or info.content in held_out else 'train'
+        new, drops = _plan_source(spec, src, info, split)
+        items += new
+        dropped += drops
+    return items, dropped
+
 # %% ../nbs/05_plan.ipynb #7df73387
 def plan_dataset(config: Path | DatasetConfig, probes: ProbeCache | None = None,
                  progress: bool = True) -> DatasetPlan:
@@ -395,12 +424,8 @@ def plan_dataset(config: Path | DatasetConfig, probes: ProbeCache | None = None,
     probed = _probe_sources(cfg, probes or ProbeCache(), progress, warnings, dropped)
     train_contents = {info.content for spec, _, info in probed if spec.split == 'train'}
     held_out = validation_sources(train_contents, cfg.validation_split)
-    items = []
-    for spec, src, info in probed:
-        split = 'val' if spec.split == 'val' or info.content in held_out else 'train'
-        new, drops = _plan_source(spec, src, info, split)
-        items += new
-        dropped += drops
+    items, item_drops = _plan_items(probed, held_out)
+    dropped += item_drops
     if cfg.validation_split and not held_out:
         warnings.append(f"{cfg.path}: validation_split {cfg.validation_split} held out no source "
                         "(fewer than 2 sources); use [[val_datasets]] instead.")
@@ -445,20 +470,30 @@ def format_table(header: list[str], rows: list[list]) -> str:
     lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
     return '\n'.join(lines + ['| ' + ' | '.join(map(str, r)) + ' |' for r in rows])
 
-# %% ../nbs/05_plan.ipynb #e246acd3
-@patch
-def _repr_markdown_(self: DatasetPlan) -> str:
-    e = self.epoch
-    val = sum(b.items for b in self.buckets() if b.split == 'val')
-    head = (f"**Dataset plan** `{self.config.name}` (fingerprint `{self.fingerprint}`): "
+# %% ../nbs/05_plan.ipynb #efd79b34
+def _plan_headline(plan: DatasetPlan) -> str:
+    "The plan's first line: items and batches per epoch, validation items and their cost, drops."
+    e = plan.epoch
+    val = sum(b.items for b in plan.buckets() if b.split == 'val')
+    head = (f"**Dataset plan** `{plan.config.name}` (fingerprint `{plan.fingerprint}`): "
             f"**{e['items']} items, {e['batches']} batches per epoch**")
     if val:
         head += (f", {val} validation items (an evaluation at the default 9 timesteps costs {9 * val} "
                  "forward passes)")
+    return head + f", {len(plan.dropped)} dropped."
+
+# %% ../nbs/05_plan.ipynb #26e23775
+def _bucket_table(plan: DatasetPlan) -> str:
+    "The plan's buckets per dataset: items, batches, latent shape and tokens."
     header = ['dataset', 'split', 'bucket (w x h x frames)', 'items', 'batches', 'latent', 'tokens']
     buckets = [[b.dataset, b.split, f'{b.width}x{b.height}x{b.frames}', b.items, b.batches,
-                'x'.join(map(str, b.latent)), b.tokens] for b in self.buckets()]
-    parts = [head + f", {len(self.dropped)} dropped.", format_table(header, buckets)]
+                'x'.join(map(str, b.latent)), b.tokens] for b in plan.buckets()]
+    return format_table(header, buckets)
+
+# %% ../nbs/05_plan.ipynb #e246acd3
+@patch
+def _repr_markdown_(self: DatasetPlan) -> str:
+    parts = [_plan_headline(self), _bucket_table(self)]
     if self.dropped:
         drops = [[d.dataset, d.target_frames or 'all', d.reason] for d in self.dropped]
         parts.append('**Dropped**\n\n' + format_table(['dataset', 'target', 'reason'], drops))
@@ -473,6 +508,7 @@ def __str__(self: DatasetPlan) -> str: return self._repr_markdown_()
 _ITEM_KEYS = ('dataset', 'source', 'start', 'frames', 'width', 'height', 'split', 'repeats', 'caption',
               'kind', 'content', 'path')
 
+# %% ../nbs/05_plan.ipynb #a602e41a
 def plan_dict(plan: DatasetPlan) -> dict:
     "The plan as plain data (the `--json` output of `wan-nb plan`)."
     return dict(fingerprint=plan.fingerprint,
@@ -489,17 +525,19 @@ def write_plan_json(plan: DatasetPlan, path: Path) -> Path:
     with atomic_path(Path(path)) as tmp: tmp.write_text(json.dumps(plan_dict(plan), indent=1))
     return Path(path)
 
+# %% ../nbs/05_plan.ipynb #dfcf6e02
+def _bucket_label(b: BucketSummary) -> str: return f'{b.width}x{b.height}x{b.frames}'
+
 # %% ../nbs/05_plan.ipynb #12976052
 def plot_plan(plan: DatasetPlan):
     "Bar chart of training items per bucket, stacked by dataset; returns the matplotlib figure."
     import matplotlib.pyplot as plt
     buckets = [b for b in plan.buckets() if b.split == 'train']
-    label = lambda b: f'{b.width}x{b.height}x{b.frames}'
-    labels = sorted({label(b) for b in buckets}, key=lambda s: [int(x) for x in s.split('x')])
+    labels = sorted({_bucket_label(b) for b in buckets}, key=lambda s: [int(x) for x in s.split('x')])
     fig, ax = plt.subplots(figsize=(max(5, 0.5 * len(labels) + 2), 3.5))
     bottom = [0] * len(labels)
     for d in sorted({b.dataset for b in buckets}):
-        counts = [sum(b.items for b in buckets if b.dataset == d and label(b) == l) for l in labels]
+        counts = [sum(b.items for b in buckets if b.dataset == d and _bucket_label(b) == l) for l in labels]
         ax.bar(labels, counts, bottom=bottom, label=f'dataset {d} ({plan.datasets[d].kind})')
         bottom = [a + b for a, b in zip(bottom, counts)]
     ax.set_ylabel('items per epoch')
@@ -524,6 +562,17 @@ class ClipSuggestion:
     frames: int  # frames per sample (4n+1)
     tokens: int
 
+# %% ../nbs/05_plan.ipynb #130528bf
+def _clip_suggestion(p: Path, info, area: tuple[int, int], frames: int | None) -> ClipSuggestion:
+    "One probed clip's bucket near `area` (w, h), its frames at 16 fps and its tokens per sample."
+    n16 = len(source_frame_indices(info, target_fps=WAN_FPS))
+    f = frames or (min(n16, 81) - 1) // 4 * 4 + 1
+    bucket = bucket_for((info.width, info.height), area, enable_bucket=True)
+    ar, a = info.width / info.height, area[0] * area[1]
+    kept = (floor16(int(math.sqrt(a * ar))), floor16(int(math.sqrt(a / ar))))
+    return ClipSuggestion(p.name, info.width, info.height, round(info.fps, 3), n16, bucket, kept, f,
+                          latent_tokens(f, *bucket))
+
 # %% ../nbs/05_plan.ipynb #903f2b59
 def suggest_resolution(directory: Path, area: tuple[int, int] = (384, 208), frames: int | None = None,
                        probes: ProbeCache | None = None) -> list[ClipSuggestion]:
@@ -535,12 +584,6 @@ def suggest_resolution(directory: Path, area: tuple[int, int] = (384, 208), fram
         except MediaError as e:
             print(e)
             continue
-        n16 = len(source_frame_indices(info, target_fps=WAN_FPS))
-        f = frames or (min(n16, 81) - 1) // 4 * 4 + 1
-        bucket = bucket_for((info.width, info.height), area, enable_bucket=True)
-        ar, a = info.width / info.height, area[0] * area[1]
-        kept = (floor16(int(math.sqrt(a * ar))), floor16(int(math.sqrt(a / ar))))
-        rows.append(ClipSuggestion(p.name, info.width, info.height, round(info.fps, 3), n16, bucket, kept, f,
-                                   latent_tokens(f, *bucket)))
+        rows.append(_clip_suggestion(p, info, area, frames))
     probes.save()
     return rows

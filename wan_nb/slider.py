@@ -27,6 +27,14 @@ def factored_svd(U: torch.Tensor,  # out x k
     X, S, Yh = torch.linalg.svd(Ru @ Rv.T, full_matrices=False)
     return Qu @ X, S, Yh @ Qv.T
 
+# %% ../nbs/07_slider.ipynb #a27e76d0
+def _energy_rank(S: torch.Tensor, energy: float) -> int:
+    "Smallest rank whose singular values `S` keep the fraction `energy` of their squared sum (1 if all 0)."
+    e = S.double()**2
+    if e.sum() == 0: return 1
+    kept = torch.cumsum(e, 0) / e.sum()
+    return min(int(torch.searchsorted(kept, torch.tensor(energy - 1e-12, dtype=kept.dtype))) + 1, len(S))
+
 # %% ../nbs/07_slider.ipynb #4e07f5ff
 def _choose_rank(S: torch.Tensor, rank: int | None = None, energy: float | None = None) -> int:
     "Output rank for singular values `S`: `rank` (capped by their number), or the smallest keeping `energy`."
@@ -38,16 +46,27 @@ def _choose_rank(S: torch.Tensor, rank: int | None = None, energy: float | None 
         return min(rank, len(S))
     if not 0 < energy <= 1:
         raise ValueError(f"energy={energy}: give the fraction of Frobenius energy to keep, in (0, 1].")
-    e = S.double()**2
-    if e.sum() == 0: return 1
-    kept = torch.cumsum(e, 0) / e.sum()
-    return min(int(torch.searchsorted(kept, torch.tensor(energy - 1e-12, dtype=kept.dtype))) + 1, len(S))
+    return _energy_rank(S, energy)
 
 # %% ../nbs/07_slider.ipynb #00053a83
 def _lowrank_norm(B: torch.Tensor, A: torch.Tensor) -> float:
     "Frobenius norm of `B @ A` from rank x rank Gram matrices."
     B, A = B.float(), A.float()
     return float(((B.T @ B) * (A @ A.T)).sum().clamp(min=0).sqrt())
+
+# %% ../nbs/07_slider.ipynb #e3c421df
+def _clamp_factors(B: torch.Tensor, A: torch.Tensor,
+                   clamp_quantile: float) -> tuple[torch.Tensor, torch.Tensor]:
+    "Both factors clamped to `[-q, q]`, `q` the `clamp_quantile` quantile of their values together."
+    hi = torch.quantile(torch.cat([B.flatten(), A.flatten()]), clamp_quantile)
+    return B.clamp(-hi, hi), A.clamp(-hi, hi)
+
+# %% ../nbs/07_slider.ipynb #01842e0e
+def _svd_stats(S: torch.Tensor, r: int) -> dict:
+    "Norm, first 8 singular values, rank `r` and the fraction of energy it keeps, from singular values `S`."
+    e = S.double()**2
+    return dict(norm=float(e.sum().sqrt()), rank=r, singular_values=[float(s) for s in S[:8]],
+                retained_energy=float(e[:r].sum() / e.sum()) if e.sum() > 0 else 1.0)
 
 # %% ../nbs/07_slider.ipynb #575ae719
 def reduce_module(U: torch.Tensor, V: torch.Tensor,
@@ -61,13 +80,8 @@ def reduce_module(U: torch.Tensor, V: torch.Tensor,
     r = _choose_rank(S, rank, energy)
     alpha = float(r) if alpha is None else float(alpha)
     B, A = P[:, :r] * (S[:r] * r / alpha), Qh[:r]
-    if clamp_quantile is not None:
-        hi = torch.quantile(torch.cat([B.flatten(), A.flatten()]), clamp_quantile)
-        B, A = B.clamp(-hi, hi), A.clamp(-hi, hi)
-    e = S.double()**2
-    stats = dict(norm=float(e.sum().sqrt()), rank=r, singular_values=[float(s) for s in S[:8]],
-                 retained_energy=float(e[:r].sum() / e.sum()) if e.sum() > 0 else 1.0)
-    return B, A, alpha, stats
+    if clamp_quantile is not None: B, A = _clamp_factors(B, A, clamp_quantile)
+    return B, A, alpha, _svd_stats(S, r)
 
 # %% ../nbs/07_slider.ipynb #3577a844
 def _matches(name: str, target: str) -> bool:
@@ -75,6 +89,7 @@ def _matches(name: str, target: str) -> bool:
     if target in TARGET_PRESETS: return bool(target_pattern(target).fullmatch(name))
     return bool(re.search(target, name) or re.search(target, wan_name(name)))
 
+# %% ../nbs/07_slider.ipynb #cede3fd7
 def _is_targeted(name: str, target: str | list[str] | None = None, blocks: set[int] | None = None) -> bool:
     "True if module `name` (diffusers name) is in `blocks` and matches one of `target` (presets or regexes)."
     if blocks is not None and split_block(name)[0] not in blocks: return False
@@ -94,6 +109,18 @@ def _check_same_base(a: Lora, b: Lora):
                          f"differ, e.g. {n} is {sa} in the first and {sb} in the second. "
                          "Fix: subtract two LoRAs trained on the same Wan model.")
 
+# %% ../nbs/07_slider.ipynb #177f3e46
+def _select_modules(a: Lora, b: Lora, target: str | list[str] | None,
+                    blocks: set[int] | None) -> tuple[list[str], list[str]]:
+    "Both LoRAs' module names in block order, and those `target` and `blocks` select (none is refused)."
+    names = sorted(a.modules.keys() | b.modules.keys(), key=lambda n: (split_block(n)[0], n))
+    targeted = [n for n in names if _is_targeted(n, target, blocks)]
+    if not targeted:
+        raise ValueError(f"{a.source}, {b.source}: target={target!r}, blocks={blocks} select none of their "
+                         f"{len(names)} modules (named like {names[0]} or {wan_name(names[0])}); "
+                         "fix the target or the block range.")
+    return names, targeted
+
 # %% ../nbs/07_slider.ipynb #b8f27e5e
 def _difference_factors(ma: LoraModule | None, mb: LoraModule | None,
                         wa: float = 1.0, wb: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -101,6 +128,11 @@ def _difference_factors(ma: LoraModule | None, mb: LoraModule | None,
     pairs = [(wa * ma.scale, ma)] if ma else []
     pairs += [(-wb * mb.scale, mb)] if mb else []
     return torch.cat([w * m.B.float() for w, m in pairs], 1), torch.cat([m.A.float() for _, m in pairs], 0)
+
+# %% ../nbs/07_slider.ipynb #5ea80ac6
+def _side_norm(m: LoraModule | None, w: float) -> float:
+    "Frobenius norm of one input's weighted delta `w * scale * B @ A`; 0 for a missing module."
+    return abs(w) * m.scale * _lowrank_norm(m.B, m.A) if m else 0.0
 
 # %% ../nbs/07_slider.ipynb #fa782dcf
 def _reduce_one(name: str, ma: LoraModule | None, mb: LoraModule | None,
@@ -113,8 +145,7 @@ def _reduce_one(name: str, ma: LoraModule | None, mb: LoraModule | None,
     B, A, out_alpha, stats = reduce_module(*_difference_factors(ma, mb, wa, wb), **options)
     info = dict(wan_name=wan_name(name), block=split_block(name)[0], shape=list((ma or mb).shape),
                 rank_a=ma.rank if ma else 0, rank_b=mb.rank if mb else 0,
-                norm_a=abs(wa) * ma.scale * _lowrank_norm(ma.B, ma.A) if ma else 0.0,
-                norm_b=abs(wb) * mb.scale * _lowrank_norm(mb.B, mb.A) if mb else 0.0, **stats)
+                norm_a=_side_norm(ma, wa), norm_b=_side_norm(mb, wb), **stats)
     return LoraModule(name, A.to(dtype).contiguous(), B.to(dtype).contiguous(), out_alpha), info
 
 # %% ../nbs/07_slider.ipynb #62163152
@@ -125,6 +156,17 @@ def _torch_threads(n: int):
     torch.set_num_threads(n)
     try: yield
     finally: torch.set_num_threads(old)
+
+# %% ../nbs/07_slider.ipynb #4719d4dc
+def _reduce_all(a: Lora, b: Lora, names: list[str], weights: tuple[float, float], dtype: torch.dtype,
+                **options,  # rank, energy, alpha, clamp_quantile as in `reduce_module`
+               ) -> dict[str, tuple[LoraModule, dict]]:
+    "`_reduce_one` for each of `names`, on as many threads as torch has, each single-threaded inside."
+    def reduce(name):
+        return _reduce_one(name, a.modules.get(name), b.modules.get(name), weights, dtype, **options)
+    workers = torch.get_num_threads()
+    with _torch_threads(1), ThreadPoolExecutor(workers) as pool:
+        return dict(zip(names, pool.map(reduce, names)))
 
 # %% ../nbs/07_slider.ipynb #382f74d5
 def _analysis_summary(modules: dict[str, dict]) -> dict:
@@ -153,6 +195,19 @@ def _zero_module(name: str, shape: tuple[int, int], rank: int, alpha: float | No
     zeros = torch.zeros(rank, inp, dtype=dtype), torch.zeros(out, rank, dtype=dtype)
     return LoraModule(name, *zeros, float(alpha or rank))
 
+# %% ../nbs/07_slider.ipynb #69846d0f
+def _slider_modules(a: Lora, b: Lora, names: list[str], reduced: dict[str, tuple[LoraModule, dict]],
+                    non_targeted: str, rank: int | None, alpha: float | None,
+                    dtype: torch.dtype) -> tuple[dict[str, LoraModule], dict[str, dict]]:
+    "The slider's modules and analysis rows in the order of `names`; untargeted ones left out or zero."
+    mods, analysis = {}, {}
+    for name in names:
+        if name in reduced: mods[name], analysis[name] = reduced[name]
+        elif non_targeted == 'zero':
+            shape = (a.modules.get(name) or b.modules[name]).shape
+            mods[name] = _zero_module(name, shape, rank or 1, alpha, dtype)
+    return mods, analysis
+
 # %% ../nbs/07_slider.ipynb #5c7e33c5
 def slider_lora(a: Lora, b: Lora,
                 rank: int | None = 4,  # fixed output rank ...
@@ -172,47 +227,44 @@ def slider_lora(a: Lora, b: Lora,
     _check_same_base(a, b)
     blocks = parse_blocks(blocks) if isinstance(blocks, str) else blocks
     dtype = dtype or next(iter(a.modules.values())).A.dtype
-    names = sorted(a.modules.keys() | b.modules.keys(), key=lambda n: (split_block(n)[0], n))
-    targeted = [n for n in names if _is_targeted(n, target, blocks)]
-    if not targeted:
-        raise ValueError(f"{a.source}, {b.source}: target={target!r}, blocks={blocks} select none of their "
-                         f"{len(names)} modules (named like {names[0]} or {wan_name(names[0])}); "
-                         "fix the target or the block range.")
+    names, targeted = _select_modules(a, b, target, blocks)
     reduce_options = dict(rank=rank, energy=energy, alpha=alpha, clamp_quantile=clamp_quantile)
-    def reduce(name):
-        return _reduce_one(name, a.modules.get(name), b.modules.get(name), weights, dtype, **reduce_options)
-    workers = torch.get_num_threads()
-    with _torch_threads(1), ThreadPoolExecutor(workers) as pool:
-        reduced = dict(zip(targeted, pool.map(reduce, targeted)))
-    mods, analysis = {}, {}
-    for name in names:
-        if name in reduced: mods[name], analysis[name] = reduced[name]
-        elif non_targeted == 'zero':
-            shape = (a.modules.get(name) or b.modules[name]).shape
-            mods[name] = _zero_module(name, shape, rank or 1, alpha, dtype)
+    reduced = _reduce_all(a, b, targeted, weights, dtype, **reduce_options)
+    mods, analysis = _slider_modules(a, b, names, reduced, non_targeted, rank, alpha, dtype)
     options = dict(a=a.source, b=b.source, weights=list(weights), rank=rank, energy=energy, target=target,
                    blocks=sorted(blocks) if blocks else None, non_targeted=non_targeted, alpha=alpha,
                    clamp_quantile=clamp_quantile)
     summary = dict(options=options, summary=_analysis_summary(analysis), modules=analysis)
     return Lora(mods, _slider_metadata(mods, options)), summary
 
+# %% ../nbs/07_slider.ipynb #64c240ed
+def _block_energy(mods, blocks: list[int]) -> dict[str, list[float]]:
+    "Per layer kind, the slider's energy in each of `blocks`, from the analysis rows `mods`."
+    kinds = {'self_attn': 'self_attn.', 'cross_attn': 'cross_attn.', 'ffn': 'ffn.'}
+    return {kind: [sum(m['norm']**2 for m in mods if m['block'] == b and key in m['wan_name'])
+                   for b in blocks]
+            for kind, key in kinds.items()}
+
+# %% ../nbs/07_slider.ipynb #47e6dc45
+def _block_retained(mods, blocks: list[int], totals: list[float]) -> list[float]:
+    "Per block, the fraction of its energy `totals` that the truncation keeps."
+    return [sum(m['norm']**2 * m['retained_energy'] for m in mods if m['block'] == b) / (t or 1.0)
+            for b, t in zip(blocks, totals)]
+
 # %% ../nbs/07_slider.ipynb #541e41c5
 def plot_slider_analysis(analysis: dict) -> plt.Figure:
     "Per block: the slider's squared norm by layer kind (bars) and the fraction the truncation keeps (line)."
     mods = analysis['modules'].values()
     blocks = sorted({m['block'] for m in mods})
-    kinds = {'self_attn': 'self_attn.', 'cross_attn': 'cross_attn.', 'ffn': 'ffn.'}
     fig, ax = plt.subplots(figsize=(max(6, 0.25 * len(blocks) + 3), 3.5))
     bottom = [0.0] * len(blocks)
-    for kind, key in kinds.items():
-        e = [sum(m['norm']**2 for m in mods if m['block'] == b and key in m['wan_name']) for b in blocks]
+    for kind, e in _block_energy(mods, blocks).items():
         ax.bar(blocks, e, bottom=bottom, label=kind)
         bottom = [x + y for x, y in zip(bottom, e)]
     ax.set(xlabel='block', ylabel='slider energy ||delta||_F^2')
     ax.legend(loc='upper left', fontsize=8)
     ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
-    kept = [sum(m['norm']**2 * m['retained_energy'] for m in mods if m['block'] == b) / (t or 1.0)
-            for b, t in zip(blocks, bottom)]
+    kept = _block_retained(mods, blocks, bottom)
     ax2 = ax.twinx()
     ax2.plot(blocks, kept, 'k.-', label='retained')
     ax2.set(ylabel='retained energy', ylim=(0, 1.05))
@@ -221,6 +273,16 @@ def plot_slider_analysis(analysis: dict) -> plt.Figure:
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+# %% ../nbs/07_slider.ipynb #58a74b21
+def _write_analysis(analysis: dict, analyze: Path) -> dict[str, str]:
+    "Write `analysis` as JSON to `analyze` and its figure beside it as .png; returns both paths."
+    analyze = Path(analyze)
+    with atomic_path(analyze) as tmp: tmp.write_text(json.dumps(analysis, indent=1))
+    with atomic_path(analyze.with_suffix('.png')) as tmp:
+        plot_slider_analysis(analysis).savefig(tmp, dpi=100)
+    plt.close('all')
+    return dict(analysis=str(analyze), figure=str(analyze.with_suffix('.png')))
 
 # %% ../nbs/07_slider.ipynb #a5221b68
 def make_slider(a: Path, b: Path, out: Path, to: str = 'comfy',
@@ -231,11 +293,5 @@ def make_slider(a: Path, b: Path, out: Path, to: str = 'comfy',
     slider, analysis = slider_lora(read_lora(a), read_lora(b), **options)
     write_lora(slider, out, to)
     summary = dict(output=str(out), to=to, **analysis['summary'])
-    if analyze is not None:
-        analyze = Path(analyze)
-        with atomic_path(analyze) as tmp: tmp.write_text(json.dumps(analysis, indent=1))
-        with atomic_path(analyze.with_suffix('.png')) as tmp:
-            plot_slider_analysis(analysis).savefig(tmp, dpi=100)
-        plt.close('all')
-        summary.update(analysis=str(analyze), figure=str(analyze.with_suffix('.png')))
+    if analyze is not None: summary.update(_write_analysis(analysis, analyze))
     return summary

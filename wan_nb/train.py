@@ -10,6 +10,13 @@ import tomllib, typing
 from dataclasses import dataclass
 from pathlib import Path
 
+# %% auto #0
+__all__ = ['RunConfig', 'parse_option', 'load_run_config', 'lora_target_modules', 'add_lora', 'weights_dtype', 'draw_timesteps',
+           'sample_timesteps', 'timestep_window', 'timestep_quantiles', 'plot_timesteps', 'noisy_input',
+           'transformer_timestep', 'epoch_batches', 'load_batch', 'StepEvent', 'Callback', 'ProgressBar', 'EventLog',
+           'TrainingError', 'Trainer', 'latest_checkpoint', 'peak_memory_mb']
+
+# %% ../nbs/09_train.ipynb #1e6cedc6
 import torch
 from accelerate import Accelerator
 from accelerate.utils import gather_object, set_seed
@@ -18,16 +25,11 @@ from fastcore.basics import patch
 from peft import LoraConfig, get_peft_model_state_dict, set_peft_model_state_dict
 from tqdm.auto import tqdm
 
+# %% ../nbs/09_train.ipynb #b9448249
 from .cache import MAX_SEQUENCE_LENGTH, CacheEntry, build_cache, load_entry, model_cache_index
 from .lora_io import TARGET_PRESETS, lora_from_peft_model, parse_blocks, target_pattern, write_lora
 from .models import identify_model, load_wan, model_source
 from .plan import DatasetPlan, plan_dataset
-
-# %% auto #0
-__all__ = ['RunConfig', 'parse_option', 'load_run_config', 'lora_target_modules', 'add_lora', 'weights_dtype', 'draw_timesteps',
-           'sample_timesteps', 'timestep_window', 'timestep_quantiles', 'plot_timesteps', 'noisy_input',
-           'transformer_timestep', 'epoch_batches', 'load_batch', 'StepEvent', 'Callback', 'ProgressBar', 'EventLog',
-           'TrainingError', 'Trainer', 'latest_checkpoint', 'peak_memory_mb']
 
 # %% ../nbs/09_train.ipynb #8474393a
 @dataclass
@@ -91,6 +93,7 @@ def _changed(cfg: RunConfig) -> dict:
     "The fields of `cfg` whose values differ from the defaults."
     return {f.name: v for f in dataclasses.fields(cfg) if (v := getattr(cfg, f.name)) != f.default}
 
+# %% ../nbs/09_train.ipynb #dee91aaa
 @patch
 def __repr__(self: RunConfig) -> str:
     return f"RunConfig({', '.join(f'{k}={v!r}' for k, v in _changed(self).items())})"
@@ -115,6 +118,8 @@ _CHOICES = {
     'mixed_precision': ('auto', 'no', 'bf16', 'fp16'),
     'base_dtype': ('auto', 'bf16', 'fp16', 'fp32'),
 }
+
+# %% ../nbs/09_train.ipynb #22f26ee2
 _AT_LEAST_ONE = ('rank', 'max_train_steps', 'gradient_accumulation_steps', 'keep_last_n_checkpoints',
                  'expert_switch_every')
 
@@ -137,6 +142,7 @@ def _field_types() -> dict[str, object]:
     "Each `RunConfig` field's type."
     return typing.get_type_hints(RunConfig)
 
+# %% ../nbs/09_train.ipynb #54c063bd
 def _optional(tp) -> tuple[object, bool]:
     "(`X`, True) for `X | None`, else (`tp`, False)."
     args = typing.get_args(tp)
@@ -146,6 +152,7 @@ def _optional(tp) -> tuple[object, bool]:
 # %% ../nbs/09_train.ipynb #a57a9513
 _TYPE_NAMES = {bool: 'a bool (true/false/1/0/yes/no)', int: 'an int', float: 'a float', str: 'a string'}
 
+# %% ../nbs/09_train.ipynb #2adb8336
 def _describe(tp) -> str:
     "A field type as an error message names it."
     tp, optional = _optional(tp)
@@ -158,6 +165,7 @@ def _describe(tp) -> str:
 # %% ../nbs/09_train.ipynb #fa61abd0
 _TRUE, _FALSE, _NONE = ('true', '1', 'yes'), ('false', '0', 'no'), ('none', 'null')
 
+# %% ../nbs/09_train.ipynb #39fe9682
 def _from_text(tp, text: str):
     "`text` as a value of type `tp`; ValueError if it is not one."
     tp, optional = _optional(tp)
@@ -213,7 +221,15 @@ def _split(option: str) -> tuple[str, str]:
     key, value = option.split('=', 1)
     return key.strip(), value
 
+# %% ../nbs/09_train.ipynb #d81286da
 _PATHS = ('model', 'model_2', 'vae', 'text_encoder', 'tokenizer', 'dataset', 'output_dir', 'sample_prompts')
+
+# %% ../nbs/09_train.ipynb #272f327b
+def _absolute_paths(values: dict, base: Path) -> dict:
+    "`values` with the relative paths of its `_PATHS` fields made absolute against `base`."
+    for k in _PATHS:
+        if values.get(k) and not Path(values[k]).is_absolute(): values[k] = str((base/values[k]).resolve())
+    return values
 
 # %% ../nbs/09_train.ipynb #46884b2f
 def load_run_config(path: Path | None = None, overrides: list[str] | dict = ()) -> RunConfig:
@@ -229,9 +245,7 @@ def load_run_config(path: Path | None = None, overrides: list[str] | dict = ()) 
     unknown = sorted((set(values) | set(texts)) - set(names))
     if unknown: raise ValueError(f"{where}: unknown option(s) {unknown}; valid: {', '.join(sorted(names))}.")
     values = {k: _typed(k, v) for k, v in values.items()} | {k: parse_option(k, v) for k, v in texts.items()}
-    for k in _PATHS:
-        if values.get(k) and not Path(values[k]).is_absolute(): values[k] = str((base/values[k]).resolve())
-    return _check(RunConfig(**values), where)
+    return _check(RunConfig(**_absolute_paths(values, base)), where)
 
 # %% ../nbs/09_train.ipynb #82ec998f
 def lora_target_modules(transformer: torch.nn.Module, targets: str = 'all',
@@ -260,6 +274,7 @@ def add_lora(transformer: torch.nn.Module, cfg: RunConfig) -> list[torch.nn.Para
 # %% ../nbs/09_train.ipynb #7d49e902
 _DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16, 'fp32': torch.float32}
 
+# %% ../nbs/09_train.ipynb #7dabbeef
 def weights_dtype(cfg: RunConfig) -> torch.dtype:
     "The dtype the frozen base weights load in: `base_dtype`, with `auto` = bf16 on CUDA, fp32 on the CPU."
     name = cfg.base_dtype
@@ -275,6 +290,7 @@ def _to_t(cfg: RunConfig, x: torch.Tensor) -> torch.Tensor:
     s = cfg.discrete_flow_shift
     return s * u / (1 + (s - 1) * u)
 
+# %% ../nbs/09_train.ipynb #508ef94b
 def draw_timesteps(cfg: RunConfig, n: int, g: torch.Generator) -> torch.Tensor:
     "`n` timesteps in [0, 1] from the run's distribution (no window)."
     uniform = cfg.timestep_sampling == 'uniform'
@@ -293,6 +309,7 @@ def _cdf(cfg: RunConfig, t: float) -> float:
 # %% ../nbs/09_train.ipynb #7d02d732
 _MIN_MASS = 1e-4  # a rejection window holding less of the distribution than this is refused
 
+# %% ../nbs/09_train.ipynb #30bfb5ca
 def _window_mass(cfg: RunConfig, lo: float, hi: float) -> float:
     "Probability that a draw of the run's distribution falls in [lo, hi]."
     return _cdf(cfg, hi) - _cdf(cfg, lo)
@@ -309,6 +326,7 @@ def _empty_window(cfg: RunConfig, lo: float, hi: float) -> str | None:
 # %% ../nbs/09_train.ipynb #283abce3
 _MAX_ROUNDS = 10_000
 
+# %% ../nbs/09_train.ipynb #337f6907
 def sample_timesteps(cfg: RunConfig, n: int, g: torch.Generator,
                      window: tuple[float, float] | None = None,  # (lo, hi), e.g. an expert's side
                     ) -> torch.Tensor:
@@ -371,6 +389,7 @@ def noisy_input(x0: torch.Tensor, noise: torch.Tensor,
     tb = t if isinstance(t, (int, float)) else t.view(-1, *[1] * (x0.dim() - 1))
     return (1 - tb) * x0 + tb * noise, noise - x0
 
+# %% ../nbs/09_train.ipynb #6e2cab68
 def transformer_timestep(t: torch.Tensor | float) -> torch.Tensor | float:
     "`t` in [0, 1] on the 0 ... 1000 scale `WanTransformer3DModel` takes."
     return t * 1000
@@ -468,6 +487,7 @@ class EventLog(Callback):
 class TrainingError(RuntimeError):
     "Training stopped; the message says at which step, why, and which checkpoint is the last good one."
 
+# %% ../nbs/09_train.ipynb #37bc6628
 def _accelerator(cfg: RunConfig) -> Accelerator:
     "accelerate's `Accelerator` for the run: bf16 on CUDA unless told otherwise; fp32 on the CPU."
     mp = cfg.mixed_precision
@@ -623,18 +643,20 @@ def _lora_files(self: Trainer, folder: Path):
         file = 'lora.safetensors' if name == 'single' else f'lora_{name}_noise.safetensors'
         write_lora(lora, folder/file)
 
-# %% ../nbs/09_train.ipynb #92aaaa2a
+# %% ../nbs/09_train.ipynb #a15c95a9
 @patch
-def save_checkpoint(self: Trainer) -> Path | None:
-    "Write a checkpoint of this step (main process), prune old ones, emit 'checkpoint'; returns its folder."
-    self.accelerator.wait_for_everyone()
+def _generator_states(self: Trainer) -> list[dict]:
+    "Every process's random streams (the trainer's, torch's and CUDA's), gathered from all processes."
     cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
     mine = dict(rng=self.rng.get_state(), torch_rng=torch.get_rng_state(), cuda_rng=cuda)
-    generators = gather_object([mine])  # every process's own streams
-    if not self.is_main_process: return None
-    folder = self.output_dir/'checkpoints'/f'step_{self.step:06d}'
+    return gather_object([mine])
+
+# %% ../nbs/09_train.ipynb #73f40966
+@patch
+def _resume_state(self: Trainer, generators: list[dict]) -> dict:
+    "What `state.pt` holds: position, losses, adapters, optimizer, LR schedule and `generators`."
     unwrap = self.accelerator.unwrap_model
-    state = dict(
+    return dict(
         step=self.step,
         epoch=self.epoch,
         batch_in_epoch=self.batch_in_epoch,
@@ -644,6 +666,16 @@ def save_checkpoint(self: Trainer) -> Path | None:
         lr_schedule=self.lr_schedule.state_dict(),
         generators=generators,
     )
+
+# %% ../nbs/09_train.ipynb #92aaaa2a
+@patch
+def save_checkpoint(self: Trainer) -> Path | None:
+    "Write a checkpoint of this step (main process), prune old ones, emit 'checkpoint'; returns its folder."
+    self.accelerator.wait_for_everyone()
+    generators = self._generator_states()  # every process's own streams
+    if not self.is_main_process: return None
+    folder = self.output_dir/'checkpoints'/f'step_{self.step:06d}'
+    state = self._resume_state(generators)
     with atomic_path(folder) as tmp:
         tmp.mkdir()
         self._lora_files(tmp)
@@ -675,19 +707,24 @@ def load_checkpoint(self: Trainer, folder: Path):
     torch.set_rng_state(g['torch_rng'])
     if g['cuda_rng']: torch.cuda.set_rng_state_all(g['cuda_rng'])
 
+# %% ../nbs/09_train.ipynb #2dc24da3
+@patch
+def _positions(self: Trainer):
+    "Yield (epoch, position, batch entries) of this process from the current position on, epoch after epoch."
+    cfg, n = self.config, self.accelerator.num_processes
+    epoch, pos = self.epoch, self.batch_in_epoch
+    while True:
+        batches = epoch_batches(self.index.entries, self.plan, cfg.seed, epoch)
+        for i in range(pos, self.batches_per_epoch):
+            yield epoch, i, batches[i * n + self.accelerator.process_index]
+        epoch, pos = epoch + 1, 0
+
 # %% ../nbs/09_train.ipynb #1e73e621
 @patch
 def _micro_batches(self: Trainer, pool):
     "Yield (epoch, position, batch tensors, seconds waited) from the current position, loading one ahead."
-    cfg, n = self.config, self.accelerator.num_processes
-    def positions():
-        epoch, pos = self.epoch, self.batch_in_epoch
-        while True:
-            batches = epoch_batches(self.index.entries, self.plan, cfg.seed, epoch)
-            for i in range(pos, self.batches_per_epoch):
-                yield epoch, i, batches[i * n + self.accelerator.process_index]
-            epoch, pos = epoch + 1, 0
-    it = positions()
+    cfg = self.config
+    it = self._positions()
     epoch, i, batch = next(it)
     ahead = pool.submit(load_batch, batch, self.plan, cfg.seed, epoch, i)
     for nxt in it:
@@ -707,11 +744,16 @@ def _stop(self: Trainer, loss: torch.Tensor, t: torch.Tensor):
                         f"stopped before the weights changed. Last good checkpoint: {last or 'none'}. "
                         "Lower learning_rate, or check the data.")
 
+# %% ../nbs/09_train.ipynb #78699333
 @patch
 def _clip(self: Trainer) -> torch.Tensor:
     "Clip the gradients to `max_grad_norm`; their norm before clipping."
     params = [p for g in self.optimizer.param_groups for p in g['params']]  # cheaper than walking modules
     return self.accelerator.clip_grad_norm_(params, self.config.max_grad_norm)
+
+# %% ../nbs/09_train.ipynb #1954a355
+def _peak_memory_mb() -> float:
+    return torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else 0.0
 
 # %% ../nbs/09_train.ipynb #1a921e66
 @patch
@@ -745,9 +787,6 @@ def _optimizer_step(self: Trainer, batches) -> StepEvent:
                      float(grad_norm) if grad_norm is not None else float('nan'), ts, name,
                      samples * acc.num_processes / (time.perf_counter() - t0), wait, _peak_memory_mb())
 
-def _peak_memory_mb() -> float:
-    return torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else 0.0
-
 # %% ../nbs/09_train.ipynb #1daef27b
 @patch
 def _checkpoint_due(self: Trainer, epoch_before: int) -> bool:
@@ -776,6 +815,7 @@ def peak_memory_mb(device: torch.device) -> float:
     if torch.device(device).type == 'cuda': return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # Linux reports KiB
 
+# %% ../nbs/09_train.ipynb #1614b612
 @patch
 @contextlib.contextmanager
 def _phase(self: Trainer, name: str):
@@ -784,6 +824,16 @@ def _phase(self: Trainer, name: str):
     yield
     self.phase_memory_mb[name] = round(peak_memory_mb(self.device), 1)
 
+# %% ../nbs/09_train.ipynb #446b4774
+@patch
+def _resume(self: Trainer, resume: str | Path) -> Path:
+    "Restore the checkpoint `resume` names ('latest' or a checkpoint folder); its folder."
+    folder = latest_checkpoint(self.output_dir) if str(resume) == 'latest' else Path(resume)
+    if folder is None:
+        raise TrainingError(f"{self.output_dir}: no checkpoint to resume; train without --resume first.")
+    self.load_checkpoint(folder)
+    return folder
+
 # %% ../nbs/09_train.ipynb #1ade11b4
 @patch
 def train(self: Trainer, resume: str | Path | None = None) -> Path:
@@ -791,11 +841,7 @@ def train(self: Trainer, resume: str | Path | None = None) -> Path:
     self._check_model()
     with self._phase('cache'): self._setup_data()
     with self._phase('load'): self._setup_model()
-    if resume:
-        folder = latest_checkpoint(self.output_dir) if str(resume) == 'latest' else Path(resume)
-        if folder is None:
-            raise TrainingError(f"{self.output_dir}: no checkpoint to resume; train without --resume first.")
-        self.load_checkpoint(folder)
+    if resume: self._resume(resume)
     self.emit('train_begin')
     with concurrent.futures.ThreadPoolExecutor(1) as pool, self._phase('train'):
         batches = self._micro_batches(pool)

@@ -9,23 +9,27 @@ import hashlib, json, shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
-from fastcore.basics import patch
-
-from .cache import CacheEntry
-from .train import Callback, RunConfig, load_batch, noisy_input, timestep_quantiles, transformer_timestep
-
 # %% auto #0
 __all__ = ['evaluation_sets', 'evaluation_batches', 'stable_validation_loss', 'Evaluation', 'Validator', 'plot_validation',
            'checkpoint_files', 'evaluate_checkpoints']
+
+# %% ../nbs/10_validate.ipynb #1c2a5bf2
+import torch
+from fastcore.basics import patch
+
+# %% ../nbs/10_validate.ipynb #63d01bf7
+from .cache import CacheEntry
+from .train import Callback, RunConfig, load_batch, noisy_input, timestep_quantiles, transformer_timestep
 
 # %% ../nbs/10_validate.ipynb #82058a94
 def _item_key(e: CacheEntry) -> str:
     i = e.item
     return f'{i.dataset}/{i.content}/{i.start}/{i.frames}/{i.width}x{i.height}'
 
+# %% ../nbs/10_validate.ipynb #81711fab
 def _hashed(key: str) -> str: return hashlib.sha256(key.encode()).hexdigest()
 
+# %% ../nbs/10_validate.ipynb #d9b74c82
 def evaluation_sets(entries: list[CacheEntry], probe_items: int = 8) -> dict[str, list[CacheEntry]]:
     "The validation entries and a fixed train probe of `probe_items` training entries (chosen by a hash)."
     unique = {_item_key(e): e for e in entries}.values()
@@ -145,6 +149,7 @@ def on_train_begin(self: Validator, trainer):
         else: self.path.write_text(''.join(l + '\n' for l in kept))
     trainer.accelerator.wait_for_everyone()
 
+# %% ../nbs/10_validate.ipynb #c0e6efa8
 @patch
 def on_step_end(self: Validator, trainer, event):
     "Score every `every_n_steps` optimizer steps."
@@ -196,6 +201,32 @@ def checkpoint_files(folder: Path) -> list[tuple[str, Path]]:
                                 "found.")
     return found
 
+# %% ../nbs/10_validate.ipynb #5a51feff
+def _score_checkpoint(
+    transformer: torch.nn.Module,
+    base: dict,  # the base transformer's state dict, restored before each merge
+    name: str,
+    path: Path,  # the LoRA file
+    batches: dict[str, list],  # 'val' and 'probe' batches from `evaluation_batches`
+    timesteps: list[float],
+) -> dict:
+    "One row of `evaluate_checkpoints`: the LoRA at `path` merged into the base `transformer`, scored."
+    from wan_nb.lora_io import merge_lora, read_lora
+    transformer.load_state_dict(base)
+    lora = read_lora(path)
+    merge_lora(transformer, lora)
+    val, probe = (stable_validation_loss(transformer, batches[s], timesteps) for s in ('val', 'probe'))
+    return dict(
+        checkpoint=name,
+        file=str(path),
+        step=int(lora.metadata.get('wan_nb.step', -1)),
+        val_loss=val['loss'],
+        probe_loss=probe['loss'],
+        timesteps=timesteps,
+        val_per_timestep=val['per_timestep'],
+        probe_per_timestep=probe['per_timestep'],
+    )
+
 # %% ../nbs/10_validate.ipynb #b5717ef1
 def evaluate_checkpoints(
     cfg: RunConfig,  # the run: its model, dataset and timestep distribution
@@ -208,7 +239,6 @@ def evaluate_checkpoints(
     "Score every LoRA checkpoint in `folder` on the validation items and the train probe of `cfg`'s dataset."
     from tqdm.auto import tqdm
     from wan_nb.cache import build_cache, model_cache_index
-    from wan_nb.lora_io import merge_lora, read_lora
     from wan_nb.models import load_wan, model_source
     from wan_nb.plan import plan_dataset
     plan, source = plan_dataset(cfg.dataset, progress=False), model_source(cfg)
@@ -220,18 +250,5 @@ def evaluate_checkpoints(
     base = {k: v.clone() for k, v in transformer.state_dict().items()}
     rows = []
     for name, path in tqdm(checkpoint_files(folder), desc='checkpoints', disable=not progress):
-        transformer.load_state_dict(base)
-        lora = read_lora(path)
-        merge_lora(transformer, lora)
-        val, probe = (stable_validation_loss(transformer, batches[s], timesteps) for s in ('val', 'probe'))
-        rows.append(dict(
-            checkpoint=name,
-            file=str(path),
-            step=int(lora.metadata.get('wan_nb.step', -1)),
-            val_loss=val['loss'],
-            probe_loss=probe['loss'],
-            timesteps=timesteps,
-            val_per_timestep=val['per_timestep'],
-            probe_per_timestep=probe['per_timestep'],
-        ))
+        rows.append(_score_checkpoint(transformer, base, name, path, batches, timesteps))
     return rows

@@ -532,7 +532,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'wan_nb.train._from_text': ('train.html#_from_text', 'wan_nb/train.py'),
                               'wan_nb.train._optional': ('train.html#_optional', 'wan_nb/train.py'),
                               'wan_nb.train._pad_text': ('train.html#_pad_text', 'wan_nb/train.py'),
-                              'wan_nb.train._peak_memory_mb': ('train.html#_peak_memory_mb', 'wan_nb/train.py'),
                               'wan_nb.train._split': ('train.html#_split', 'wan_nb/train.py'),
                               'wan_nb.train._to_t': ('train.html#_to_t', 'wan_nb/train.py'),
                               'wan_nb.train._typed': ('train.html#_typed', 'wan_nb/train.py'),

@@ -752,8 +752,10 @@ def _clip(self: Trainer) -> torch.Tensor:
     return self.accelerator.clip_grad_norm_(params, self.config.max_grad_norm)
 
 # %% ../nbs/09_train.ipynb #1954a355
-def _peak_memory_mb() -> float:
-    return torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else 0.0
+def peak_memory_mb(device: torch.device) -> float:
+    "Peak memory: torch's CUDA allocations since the last reset on a GPU, the process's peak RSS on the CPU."
+    if torch.device(device).type == 'cuda': return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # Linux reports KiB
 
 # %% ../nbs/09_train.ipynb #1a921e66
 @patch
@@ -783,9 +785,10 @@ def _optimizer_step(self: Trainer, batches) -> StepEvent:
     step_loss = torch.stack(losses).mean()
     mean = (acc.gather(step_loss.reshape(1)).mean() if acc.num_processes > 1 else step_loss).item()
     self.losses.append(mean)
+    speed = samples * acc.num_processes / (time.perf_counter() - t0)
     return StepEvent(self.step, self.epoch, mean, self.lr_schedule.get_last_lr()[0],
                      float(grad_norm) if grad_norm is not None else float('nan'), ts, name,
-                     samples * acc.num_processes / (time.perf_counter() - t0), wait, _peak_memory_mb())
+                     speed, wait, peak_memory_mb(self.device))
 
 # %% ../nbs/09_train.ipynb #1daef27b
 @patch
@@ -808,12 +811,6 @@ def _save_final(self: Trainer) -> Path:
             tmp.mkdir()
             self._lora_files(tmp)
     return final
-
-# %% ../nbs/09_train.ipynb #8caa1ed1
-def peak_memory_mb(device: torch.device) -> float:
-    "Peak memory: torch's CUDA allocations since the last reset on a GPU, the process's peak RSS on the CPU."
-    if torch.device(device).type == 'cuda': return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # Linux reports KiB
 
 # %% ../nbs/09_train.ipynb #1614b612
 @patch

@@ -258,6 +258,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'wan_nb.models._custom_vae': ('models.html#_custom_vae', 'wan_nb/models.py'),
                                'wan_nb.models._diffusers_names': ('models.html#_diffusers_names', 'wan_nb/models.py'),
                                'wan_nb.models._dtype_of': ('models.html#_dtype_of', 'wan_nb/models.py'),
+                               'wan_nb.models._file_table': ('models.html#_file_table', 'wan_nb/models.py'),
                                'wan_nb.models._format': ('models.html#_format', 'wan_nb/models.py'),
                                'wan_nb.models._fp8_entries': ('models.html#_fp8_entries', 'wan_nb/models.py'),
                                'wan_nb.models._is_quant_aux': ('models.html#_is_quant_aux', 'wan_nb/models.py'),

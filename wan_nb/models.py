@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_models.ipynb #e19a834b
 from __future__ import annotations
-import hashlib, importlib, json, pickle, re, string
+import functools, hashlib, importlib, json, pickle, re, string
 from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
 from importlib.resources import files
@@ -266,15 +266,21 @@ def _load_pth(path: Path) -> dict[str, torch.Tensor]:
     return sd
 
 # %% ../nbs/01_models.ipynb #baed1ca0
-def _weight_table(path: Path) -> dict[str, tuple[str, tuple]]:
-    "{name: (dtype, shape)} of a .safetensors or .pth weight file, without reading tensor data."
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"{path}: no such file. Check the path in the RUN.toml (or on the command line).")
+@functools.lru_cache(maxsize=64)
+def _file_table(path: Path, mtime_ns: int, size: int) -> dict[str, tuple[str, tuple]]:
+    "`_weight_table` of one version of a file: identifying and loading a model read each header once."
     if path.suffix == '.safetensors': return _safetensors_table(path)[0]
     if path.suffix in ('.pth', '.pt', '.bin', '.ckpt'):
         return {k: (str(v.dtype).removeprefix('torch.'), tuple(v.shape)) for k, v in _load_pth(path).items()}
     raise ModelFileError(f"{path}: unknown weight file type {path.suffix!r}; expected .safetensors or .pth.")
+
+def _weight_table(path: Path) -> dict[str, tuple[str, tuple]]:
+    "{name: (dtype, shape)} of a .safetensors or .pth weight file, without reading tensor data."
+    if not Path(path).is_file():
+        raise ModelFileError(f"{path}: no such file. Check the path in the RUN.toml (or on the command line).")
+    path = Path(path).resolve()
+    st = path.stat()
+    return dict(_file_table(path, st.st_mtime_ns, st.st_size))  # a copy: callers may change theirs
 
 # %% ../nbs/01_models.ipynb #75b5c772
 _SHARD = re.compile(r'-(\d{5})-of-(\d{5})\.safetensors$')

@@ -1,6 +1,6 @@
 """The tiny Wan is big enough to learn: a LoRA trained briefly on demo clips clearly lowers the flow-matching loss.
 
-This checks the sizing claim of nbs/01_models.ipynb with the plain ingredients (PyAV frames, the tiny VAE and text
+This checks the sizing claim of nbs/02_models.ipynb with the plain ingredients (PyAV frames, the tiny VAE and text
 encoder, a peft LoRA on the transformer, the flow-matching objective of REFERENCE.md section 3), not the trainer.
 """
 import av

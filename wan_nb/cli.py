@@ -160,14 +160,15 @@ def _save_figure(fig, path: Path) -> Path:
 
 # %% ../nbs/90_cli.ipynb #342634f3
 def _plan_command(config: Path, json_path: Path | None = None, plot_path: Path | None = None,
-                  progress: bool = True) -> int:
-    "Print the dataset plan of `config`; write `--json` and `--plot` files if asked."
+                  progress: bool = True, run: Path | None = None, gpu_memory: float = 24.0) -> int:
+    "Print the dataset plan of `config` (and with `run`, its memory plan); write `--json` and `--plot` files if asked."
     from wan_nb.plan import ConfigError, plan_dataset, plot_plan, write_plan_json
     try: plan = plan_dataset(config, progress=progress)
     except ConfigError as e: return _error(e, _USAGE)
     print(plan)
     if json_path: print(f"plan JSON: {write_plan_json(plan, json_path)}")
     if plot_path: print(f"plan figure: {_save_figure(plot_plan(plan), plot_path)}")
+    if run: return _fit_command(run, gpu_memory=gpu_memory, plan=plan)
     return 0
 
 # %% ../nbs/90_cli.ipynb #8708209e
@@ -177,7 +178,38 @@ def _plan_parser(sub):
     p.add_argument('config', type=Path, help='musubi-tuner dataset config (.toml or .json)')
     p.add_argument('--json', type=Path, dest='json_path', help='write the plan as JSON here')
     p.add_argument('--plot', type=Path, dest='plot_path', help='write a figure of the buckets (.png, .svg)')
-    p.set_defaults(handler=lambda a: _plan_command(a.config, a.json_path, a.plot_path))
+    p.add_argument('--run', type=Path, help="RUN.toml: also print the run's memory plan for this dataset")
+    p.add_argument('--gpu-memory', type=float, default=24.0, help='GPU memory in GiB for --run (default 24)')
+    p.set_defaults(handler=lambda a: _plan_command(a.config, a.json_path, a.plot_path, run=a.run,
+                                                   gpu_memory=a.gpu_memory))
+
+# %% ../nbs/90_cli.ipynb #fa704eed
+def _fit_command(run: Path | None, overrides: list[str] = (), gpu_memory: float = 24.0,
+                 json_path: Path | None = None, plan=None) -> int:
+    "Print the memory plan of `run` on a GPU of `gpu_memory` GiB; 0 if it fits, 1 if not."
+    from wan_nb.fit import memory_plan
+    from wan_nb.models import ModelFileError
+    from wan_nb.plan import ConfigError
+    from wan_nb.train import load_run_config
+    if gpu_memory <= 0: return _error(f"--gpu-memory {gpu_memory}: give the GPU's memory in GiB, e.g. 24.", _USAGE)
+    try: mp = memory_plan(load_run_config(run, overrides), plan, gpu_memory)
+    except (ValueError, FileNotFoundError, ConfigError, ModelFileError) as e: return _error(e, _USAGE)
+    print(mp)
+    if json_path:
+        Path(json_path).write_text(json.dumps(mp.to_dict(), indent=1))
+        print(f"memory plan JSON: {json_path}")
+    return 0 if mp.fits else _FAILED
+
+# %% ../nbs/90_cli.ipynb #381ff857
+@_subcommand
+def _fit_parser(sub):
+    p = sub.add_parser('fit', help="will the run fit the GPU? peak memory per bucket, from the model's shapes")
+    p.add_argument('run', type=Path, help='RUN.toml with RunConfig fields')
+    p.add_argument('--gpu-memory', type=float, default=24.0, help="the GPU's memory in GiB (default 24)")
+    p.add_argument('--json', type=Path, dest='json_path', help='write the memory plan as JSON here')
+    p.add_argument('--set', action='append', default=[], dest='overrides', metavar='KEY=VALUE',
+                   help='override an option; repeatable')
+    p.set_defaults(handler=lambda a: _fit_command(a.run, a.overrides, a.gpu_memory, a.json_path))
 
 # %% ../nbs/90_cli.ipynb #bbe8c3e0
 def _size(wh) -> str:

@@ -5,7 +5,8 @@
 # %% ../nbs/02_models.ipynb #e19a834b
 from __future__ import annotations
 import functools, hashlib, importlib, json, pickle, re, string
-from collections import Counter
+from collections import Counter, defaultdict
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, fields
 from importlib.resources import files
 from pathlib import Path
@@ -19,6 +20,7 @@ __all__ = ['TINY_TRANSFORMER', 'TINY_VAE', 'TINY_TEXT_ENCODER', 'TINY_SCHEDULER'
 
 # %% ../nbs/02_models.ipynb #deb72357
 from .core import atomic_path, content_hash
+from .quant import _check_mode, quantize_linears
 import diffusers, torch
 from accelerate import init_empty_weights
 from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
@@ -175,15 +177,6 @@ def __repr__(self: WanComponents):
     have = [f.name for f in fields(self) if f.name in WAN_COMPONENTS and getattr(self, f.name) is not None]
     extra = f', boundary_ratio={self.boundary_ratio}' if self.boundary_ratio is not None else ''
     return f"WanComponents({self.path}: {', '.join(have)}{extra})"
-
-# %% ../nbs/02_models.ipynb #35a50a0b
-def _load_diffusers(model_dir: Path, components: tuple[str, ...], dtype: torch.dtype, vae_dtype: torch.dtype,
-                    device: str | torch.device) -> WanComponents:
-    "The components of a diffusers-format directory, each through diffusers' or transformers' `from_pretrained`."
-    index = read_model_index(model_dir)
-    loaded = {name: load_component(model_dir, name, vae_dtype if name == 'vae' else dtype, device)
-              for name in components}
-    return WanComponents(path=Path(model_dir), boundary_ratio=index.get('boundary_ratio'), **loaded)
 
 # %% ../nbs/02_models.ipynb #f42ae288
 class ModelFileError(ValueError):
@@ -731,20 +724,37 @@ def _scale_of(f, key: str, keys: set, quant: dict) -> tuple[torch.Tensor, torch.
     return None
 
 # %% ../nbs/02_models.ipynb #76c7e1dd
-def _read_tensors(paths: list[Path], rename: dict[str, str], dtype_of) -> dict[str, torch.Tensor]:
-    "{new name: tensor in dtype_of(new name)} for the keys of `rename`, streamed file by file, fp8 scales applied."
-    out = {}
-    for path in paths:
-        with _open_weights(path) as f:
+class _Weights:
+    "Weight files held open (safetensors memory-mapped): `read` any of their tensors, fp8 scales applied."
+    def __init__(self, paths: list[Path]): self.paths = [Path(p) for p in paths]
+
+    def __enter__(self):
+        self._stack, self.files = ExitStack(), []
+        for path in self.paths:
+            f = self._stack.enter_context(_open_weights(path))
             keys = set(f.keys())
             quant = _comfy_quant_formats(path) if any(k.endswith('.comfy_quant') for k in keys) else {}
-            for key in keys & set(rename):
+            self.files.append((f, keys, quant))
+        return self
+
+    def __exit__(self, *exc): self._stack.close()
+
+    def read(self, rename: dict[str, str], dtype_of) -> dict[str, torch.Tensor]:
+        "{new name: tensor in dtype_of(new name)} for the keys of `rename`, read one tensor at a time."
+        out, wanted = {}, set(rename)
+        for f, keys, quant in self.files:
+            for key in keys & wanted:
                 t, scale = f.get_tensor(key), _scale_of(f, key, keys, quant)
                 if scale is not None:
                     w = t.view(scale[1]) if scale[1] is not None and t.dtype == torch.uint8 else t
                     t = w.float() * scale[0].float()
                 out[rename[key]] = t.to(dtype_of(rename[key]))
-    return out
+        return out
+
+# %% ../nbs/02_models.ipynb #ac070008
+def _read_tensors(paths: list[Path], rename: dict[str, str], dtype_of) -> dict[str, torch.Tensor]:
+    "{new name: tensor in dtype_of(new name)} for the keys of `rename`, streamed file by file, fp8 scales applied."
+    with _Weights(paths) as weights: return weights.read(rename, dtype_of)
 
 # %% ../nbs/02_models.ipynb #0fb0ee51
 def _dtype_of(cls, dtype: torch.dtype):
@@ -753,15 +763,15 @@ def _dtype_of(cls, dtype: torch.dtype):
     return lambda name: torch.float32 if any(m in name.split('.') for m in keep) else dtype
 
 # %% ../nbs/02_models.ipynb #4f8d6a16
-def _assign(model: torch.nn.Module, sd: dict, where) -> torch.nn.Module:
-    "Put `sd` into a meta-built `model` (no copy), refusing missing or unexpected weights."
-    want = set(model.state_dict())
+def _assign(model: torch.nn.Module, sd: dict, where, skip: str | None = None) -> torch.nn.Module:
+    "Put `sd` into a meta-built `model` (no copy), refusing missing or unexpected weights (but those under `skip`)."
+    want = {k for k in model.state_dict() if not (skip and k.startswith(skip))}
     missing, extra = sorted(want - set(sd)), sorted(set(sd) - want)
     if missing or extra:
         raise ModelFileError(f"{where}: {len(missing)} weights missing (e.g. {missing[:3]}) and {len(extra)} "
                              f"unexpected (e.g. {extra[:3]}): the file is incomplete or not this model. "
                              "Download it again, or check which file `model`/`vae`/`text_encoder` names.")
-    model.load_state_dict(sd, strict=True, assign=True)
+    model.load_state_dict(sd, strict=skip is None, assign=True)
     return model
 
 # %% ../nbs/02_models.ipynb #3408531d
@@ -796,17 +806,41 @@ def _transformer_config(path: Path, variant: str, arch: dict) -> dict:
     return dict(base, **{k: arch[k] for k in shape_keys})
 
 # %% ../nbs/02_models.ipynb #edb34a72
-def _load_transformer(path: Path, variant: str, dtype: torch.dtype, device) -> WanTransformer3DModel:
-    "A Wan transformer from a file or folder of shards, built on meta and filled in `dtype` tensor by tensor."
+def _block_of(name: str) -> int | None:
+    "k for the diffusers key of a weight of transformer block k (`blocks.k....`), None for the rest."
+    return int(name.split('.')[1]) if name.startswith('blocks.') else None
+
+# %% ../nbs/02_models.ipynb #be0f93a9
+def _load_pretrained(path: Path, dtype: torch.dtype, device, quantization: str | None) -> WanTransformer3DModel:
+    "A diffusers transformer folder without safetensors (.bin weights) through `from_pretrained`, then quantised."
+    model = WanTransformer3DModel.from_pretrained(path, torch_dtype=dtype).to(device).eval()
+    if quantization:
+        for block in model.blocks: quantize_linears(block, quantization)
+    return model
+
+# %% ../nbs/02_models.ipynb #0d4ee96c
+def _load_transformer(path: Path, variant: str | None, dtype: torch.dtype, device,
+                      quantization: str | None = None) -> WanTransformer3DModel:
+    "A Wan transformer from a file or folder, built on meta and filled block by block (8-bit blocks if asked)."
     path = Path(path)
-    if _layout(path) == 'diffusers-component':
-        return WanTransformer3DModel.from_pretrained(path, torch_dtype=dtype).to(device).eval()
+    folder = _layout(path) == 'diffusers-component'
+    if folder and not any(path.glob('*.safetensors')): return _load_pretrained(path, dtype, device, quantization)
     summary = _transformer_summary(path)
-    config = _transformer_config(path, variant, summary['arch'])
+    config = WanTransformer3DModel.load_config(path) if folder else _transformer_config(path, variant, summary['arch'])
     with init_empty_weights(): model = WanTransformer3DModel.from_config(config)
     table = {k: v for f in summary['files'] for k, v in _weight_table(f).items()}
-    sd = _read_tensors(summary['files'], _diffusers_names(table), _dtype_of(WanTransformer3DModel, dtype))
-    return _assign(model, sd, path).to(device).eval()
+    parts, dtype_of = defaultdict(dict), _dtype_of(WanTransformer3DModel, dtype)
+    for old, new in _diffusers_names(table).items(): parts[_block_of(new)][old] = new
+    with _Weights(summary['files']) as weights:
+        _assign(model, weights.read(parts.pop(None, {}), dtype_of), path, skip='blocks.')
+        for k, block in enumerate(model.blocks):
+            names = {old: new.removeprefix(f'blocks.{k}.') for old, new in parts.pop(k, {}).items()}
+            _assign(block, weights.read(names, lambda n: dtype_of(f'blocks.{k}.{n}')), f'{path} (block {k})')
+            block.to(device)
+            if quantization: quantize_linears(block, quantization)
+    if parts: raise ModelFileError(f"{path}: weights of blocks {sorted(parts)} beyond the {len(model.blocks)} of "
+                                   "its config.json; the folder mixes two models. Download it again.")
+    return model.to(device).eval()
 
 # %% ../nbs/02_models.ipynb #2da1aac0
 _VAE_TOP = [(r'^quant_conv\.', 'conv1.'), (r'^post_quant_conv\.', 'conv2.'), (r'\.conv_in\.', '.conv1.'),
@@ -910,25 +944,41 @@ def _require(model: Path, where: dict, components):
         f"{model}: no {' / '.join(absent)} found with this model; name the file(s) in the RUN.toml "
         f"({', '.join(f'{n} = ...' for n in absent)}) or on the command line.")
 
+# %% ../nbs/02_models.ipynb #65accf7c
+def _load_diffusers(model_dir: Path, components: tuple[str, ...], dtype: torch.dtype, vae_dtype: torch.dtype,
+                    device: str | torch.device, quantization: str | None = None) -> WanComponents:
+    "The components of a diffusers-format directory: transformers block by block, the rest by `from_pretrained`."
+    index = read_model_index(model_dir)
+    def one(name):
+        if name.startswith('transformer') and _component_class(index, name) is WanTransformer3DModel:
+            if not (Path(model_dir)/name).is_dir(): raise FileNotFoundError(
+                f"{model_dir}: model_index.json lists {name!r} but the folder {name}/ is missing.")
+            return _load_transformer(Path(model_dir)/name, None, dtype, device, quantization)
+        return load_component(model_dir, name, vae_dtype if name == 'vae' else dtype, device)
+    return WanComponents(path=Path(model_dir), boundary_ratio=index.get('boundary_ratio'),
+                         **{name: one(name) for name in components})
+
 # %% ../nbs/02_models.ipynb #09738969
 def load_wan(source, # a diffusers or official Wan folder, a transformer file, or a `ModelSource`
              components: tuple[str, ...] = WAN_COMPONENTS,  # which components to load; the rest stay None
              dtype: torch.dtype = torch.float32,  # transformer(s) and text encoder, e.g. torch.bfloat16 on a GPU
              vae_dtype: torch.dtype = torch.float32,  # Wan's VAE: usually fp32 (bf16 on CUDA for caching)
              device: str | torch.device = 'cpu',
+             quantization: str | None = None,  # 'fp8', 'int8' or 'fp8_cast': 8-bit block Linears (None, 'none': dtype)
             ) -> WanComponents:
-    "Load the Wan components named in `components` from any layout, the transformer(s) directly in `dtype`."
+    "Load the Wan components named in `components` from any layout, the transformer(s) block by block in `dtype`."
     unknown = set(components) - set(WAN_COMPONENTS)
     if unknown: raise ValueError(f"Unknown Wan components {sorted(unknown)}; choose from {WAN_COMPONENTS}.")
+    q = None if quantization in (None, 'none') else _check_mode(quantization)
     src = model_source(source)
     if _layout(src.model) == 'diffusers' and src == ModelSource(src.model, model_type=src.model_type):
         if src.model_type is not None: identify_model(src)
-        return _load_diffusers(src.model, tuple(components), dtype, vae_dtype, device)
+        return _load_diffusers(src.model, tuple(components), dtype, vae_dtype, device, q)
     info, rs = identify_model(src), _resolve(src)
     where = dict(transformer=rs.model, vae=rs.vae, text_encoder=rs.text_encoder, tokenizer=rs.tokenizer)
     _require(src.model, where, components)
-    load = dict(transformer=lambda: _load_transformer(rs.model, info.variant, dtype, device),
-                transformer_2=lambda: rs.model_2 and _load_transformer(rs.model_2, info.variant, dtype, device),
+    load = dict(transformer=lambda: _load_transformer(rs.model, info.variant, dtype, device, q),
+                transformer_2=lambda: rs.model_2 and _load_transformer(rs.model_2, info.variant, dtype, device, q),
                 vae=lambda: _load_vae(rs.vae, vae_dtype, device),
                 text_encoder=lambda: _load_text_encoder(rs.text_encoder, dtype, device),
                 tokenizer=lambda: _load_tokenizer(rs.tokenizer), scheduler=lambda: _scheduler(src))

@@ -4,14 +4,13 @@
 
 # %% ../nbs/08_slider.ipynb #f48053cf
 from __future__ import annotations
-import contextlib, json, re
+import contextlib, json, math, re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .core import atomic_path
 from .lora_io import (FORMATS, TARGET_PRESETS, Lora, LoraModule, parse_blocks, read_lora, split_block,
                             target_pattern, wan_name, write_lora)
-import matplotlib.pyplot as plt
 import torch
 
 # %% auto #0
@@ -47,12 +46,6 @@ def _choose_rank(S: torch.Tensor, rank: int | None = None, energy: float | None 
     if not 0 < energy <= 1:
         raise ValueError(f"energy={energy}: give the fraction of Frobenius energy to keep, in (0, 1].")
     return _energy_rank(S, energy)
-
-# %% ../nbs/08_slider.ipynb #00053a83
-def _lowrank_norm(B: torch.Tensor, A: torch.Tensor) -> float:
-    "Frobenius norm of `B @ A` from rank x rank Gram matrices."
-    B, A = B.float(), A.float()
-    return float(((B.T @ B) * (A @ A.T)).sum().clamp(min=0).sqrt())
 
 # %% ../nbs/08_slider.ipynb #e3c421df
 def _clamp_factors(B: torch.Tensor, A: torch.Tensor,
@@ -121,34 +114,84 @@ def _select_modules(a: Lora, b: Lora, target: str | list[str] | None,
                          "fix the target or the block range.")
     return names, targeted
 
-# %% ../nbs/08_slider.ipynb #b8f27e5e
-def _difference_factors(ma: LoraModule | None, mb: LoraModule | None,
-                        wa: float = 1.0, wb: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-    "fp32 `(U, V)` with `U @ V = wa*sa*Ba@Aa - wb*sb*Bb@Ab`; a missing module counts as zero."
-    pairs = [(wa * ma.scale, ma)] if ma else []
-    pairs += [(-wb * mb.scale, mb)] if mb else []
-    return torch.cat([w * m.B.float() for w, m in pairs], 1), torch.cat([m.A.float() for _, m in pairs], 0)
+# %% ../nbs/08_slider.ipynb #84f2d30b
+def _qr(M: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    "Householder QR of a batch of matrices: reflectors, their `tau`, and `R` (min(m, k) x k)."
+    a, tau = torch.geqrf(M)
+    return a, tau, a[..., :tau.shape[-1], :].triu()
 
-# %% ../nbs/08_slider.ipynb #5ea80ac6
-def _side_norm(m: LoraModule | None, w: float) -> float:
-    "Frobenius norm of one input's weighted delta `w * scale * B @ A`; 0 for a missing module."
-    return abs(w) * m.scale * _lowrank_norm(m.B, m.A) if m else 0.0
+# %% ../nbs/08_slider.ipynb #5e9a16a5
+def _q_times(a: torch.Tensor, tau: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
+    "`Q @ X` for the `Q` of `_qr`'s reflectors `(a, tau)`, without forming `Q` (X: min(m, k) x r)."
+    C = X.new_zeros(*X.shape[:-2], a.shape[-2], X.shape[-1])
+    C[..., :X.shape[-2], :] = X
+    return torch.ormqr(a, tau, C)
 
-# %% ../nbs/08_slider.ipynb #fa782dcf
-def _reduce_one(name: str, ma: LoraModule | None, mb: LoraModule | None,
-                weights: tuple[float, float],
-                dtype: torch.dtype,
-                **options,  # rank, energy, alpha, clamp_quantile as in `reduce_module`
-               ) -> tuple[LoraModule, dict]:
-    "The slider's module `name` from the inputs' modules (either may be None) and its analysis."
-    wa, wb = weights
-    B, A, out_alpha, stats = reduce_module(*_difference_factors(ma, mb, wa, wb), **options)
-    info = dict(wan_name=wan_name(name), block=split_block(name)[0], shape=list((ma or mb).shape),
-                rank_a=ma.rank if ma else 0, rank_b=mb.rank if mb else 0,
-                norm_a=_side_norm(ma, wa), norm_b=_side_norm(mb, wb), **stats)
-    return LoraModule(name, A.to(dtype).contiguous(), B.to(dtype).contiguous(), out_alpha), info
+# %% ../nbs/08_slider.ipynb #03028a56
+def _stack_factors(pairs: list[tuple[LoraModule | None, LoraModule | None]],  # (a's, b's module) per layer
+                   weights: tuple[float, float], ka: int, kb: int,  # the two ranks (0: that side is missing)
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    "fp32 `(U, V)` of a batch, `U[i] @ V[i] = wa*sa*Ba@Aa - wb*sb*Bb@Ab`: one conversion into the buffers."
+    (out, inp), k = (pairs[0][0] or pairs[0][1]).shape, ka + kb
+    Ut, V, scale = torch.empty(len(pairs), k, out), torch.empty(len(pairs), k, inp), torch.empty(len(pairs), k, 1)
+    for i, (ma, mb) in enumerate(pairs):
+        if ma: Ut[i, :ka].copy_(ma.B.mT); V[i, :ka].copy_(ma.A); scale[i, :ka] = weights[0] * ma.scale
+        if mb: Ut[i, ka:].copy_(mb.B.mT); V[i, ka:].copy_(mb.A); scale[i, ka:] = -weights[1] * mb.scale
+    return Ut.mul_(scale).mT, V
 
-# %% ../nbs/08_slider.ipynb #62163152
+# %% ../nbs/08_slider.ipynb #e729803e
+def _reduce_batch(U: torch.Tensor,  # n x out x k
+                  V: torch.Tensor,  # n x k x in
+                  ka: int,  # the first ka of the k directions are the first LoRA's
+                  rank: int | None = None, energy: float | None = None, alpha: float | None = None,
+                  clamp_quantile: float | None = None,
+                 ) -> list[tuple[torch.Tensor, torch.Tensor, float, dict, float, float]]:
+    "`reduce_module` of each `U[i] @ V[i]`, and both sides' norms: `(B, A, alpha, stats, norm_a, norm_b)`."
+    au, tu, Ru = _qr(U)
+    av, tv, Rv = _qr(V.mT)
+    X, S, Yh = torch.linalg.svd(Ru @ Rv.mT, full_matrices=False)
+    ranks = [_choose_rank(s, rank, energy) for s in S]
+    P, Qh = _q_times(au, tu, X[..., :max(ranks)]), _q_times(av, tv, Yh[..., :max(ranks), :].mT).mT
+    sides = [torch.linalg.matrix_norm(Ru[..., c] @ Rv[..., c].mT).tolist() for c in (slice(ka), slice(ka, None))]
+    out = []
+    for i, r in enumerate(ranks):
+        out_alpha = float(r) if alpha is None else float(alpha)
+        B, A = P[i, :, :r] * (S[i, :r] * r / out_alpha), Qh[i, :r]
+        if clamp_quantile is not None: B, A = _clamp_factors(B, A, clamp_quantile)
+        out.append((B, A, out_alpha, _svd_stats(S[i], r), sides[0][i], sides[1][i]))
+    return out
+
+# %% ../nbs/08_slider.ipynb #653051bc
+_BATCH_VALUES = 1 << 22  # fp32 values of U and V in one batch
+
+def _batches(a: Lora, b: Lora, names: list[str]) -> list[tuple[int, int, list[str]]]:
+    "`names` grouped by shape and ranks into batches of at most `_BATCH_VALUES` factor values: (ka, kb, names)."
+    groups = {}
+    for n in names:
+        ma, mb = a.modules.get(n), b.modules.get(n)
+        groups.setdefault(((ma or mb).shape, ma.rank if ma else 0, mb.rank if mb else 0), []).append(n)
+    out = []
+    for ((o, i), ka, kb), group in groups.items():
+        size = max(1, _BATCH_VALUES // ((ka + kb) * (o + i)))
+        out += [(ka, kb, group[j:j + size]) for j in range(0, len(group), size)]
+    return out
+
+# %% ../nbs/08_slider.ipynb #46b1d157
+def _reduce_batch_modules(a: Lora, b: Lora, batch: tuple[int, int, list[str]], weights: tuple[float, float],
+                          dtype: torch.dtype, **options) -> dict[str, tuple[LoraModule, dict]]:
+    "The slider's modules of one batch from `_batches`, each with its analysis row."
+    ka, kb, names = batch
+    pairs = [(a.modules.get(n), b.modules.get(n)) for n in names]
+    results = _reduce_batch(*_stack_factors(pairs, weights, ka, kb), ka, **options)
+    out = {}
+    for name, (ma, mb), (B, A, alpha, stats, na, nb) in zip(names, pairs, results):
+        info = dict(wan_name=wan_name(name), block=split_block(name)[0], shape=list((ma or mb).shape),
+                    rank_a=ka, rank_b=kb, norm_a=math.copysign(na, ma.scale) if ma else 0.0,
+                    norm_b=math.copysign(nb, mb.scale) if mb else 0.0, **stats)
+        out[name] = LoraModule(name, A.to(dtype).contiguous(), B.to(dtype).contiguous(), alpha), info
+    return out
+
+# %% ../nbs/08_slider.ipynb #a866c677
 @contextlib.contextmanager
 def _torch_threads(n: int):
     "Run the block with `n` intra-op torch threads, restoring the previous number afterwards."
@@ -157,16 +200,16 @@ def _torch_threads(n: int):
     try: yield
     finally: torch.set_num_threads(old)
 
-# %% ../nbs/08_slider.ipynb #4719d4dc
+# %% ../nbs/08_slider.ipynb #8c4fabce
 def _reduce_all(a: Lora, b: Lora, names: list[str], weights: tuple[float, float], dtype: torch.dtype,
                 **options,  # rank, energy, alpha, clamp_quantile as in `reduce_module`
                ) -> dict[str, tuple[LoraModule, dict]]:
-    "`_reduce_one` for each of `names`, on as many threads as torch has, each single-threaded inside."
-    def reduce(name):
-        return _reduce_one(name, a.modules.get(name), b.modules.get(name), weights, dtype, **options)
-    workers = torch.get_num_threads()
-    with _torch_threads(1), ThreadPoolExecutor(workers) as pool:
-        return dict(zip(names, pool.map(reduce, names)))
+    "The reduced modules `names` with their analysis rows, batch by batch on as many threads as torch has."
+    def reduce(batch): return _reduce_batch_modules(a, b, batch, weights, dtype, **options)
+    done = {}
+    with _torch_threads(1), ThreadPoolExecutor(torch.get_num_threads()) as pool:
+        for part in pool.map(reduce, _batches(a, b, names)): done.update(part)
+    return {n: done[n] for n in names}
 
 # %% ../nbs/08_slider.ipynb #382f74d5
 def _analysis_summary(modules: dict[str, dict]) -> dict:
@@ -252,8 +295,9 @@ def _block_retained(mods, blocks: list[int], totals: list[float]) -> list[float]
             for b, t in zip(blocks, totals)]
 
 # %% ../nbs/08_slider.ipynb #541e41c5
-def plot_slider_analysis(analysis: dict) -> plt.Figure:
+def plot_slider_analysis(analysis: dict) -> 'matplotlib.figure.Figure':
     "Per block: the slider's squared norm by layer kind (bars) and the fraction the truncation keeps (line)."
+    import matplotlib.pyplot as plt
     mods = analysis['modules'].values()
     blocks = sorted({m['block'] for m in mods})
     fig, ax = plt.subplots(figsize=(max(6, 0.25 * len(blocks) + 3), 3.5))
@@ -277,6 +321,7 @@ def plot_slider_analysis(analysis: dict) -> plt.Figure:
 # %% ../nbs/08_slider.ipynb #58a74b21
 def _write_analysis(analysis: dict, analyze: Path) -> dict[str, str]:
     "Write `analysis` as JSON to `analyze` and its figure beside it as .png; returns both paths."
+    import matplotlib.pyplot as plt
     analyze = Path(analyze)
     with atomic_path(analyze) as tmp: tmp.write_text(json.dumps(analysis, indent=1))
     with atomic_path(analyze.with_suffix('.png')) as tmp:

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['RunConfig', 'parse_option', 'load_run_config', 'lora_target_modules', 'add_lora', 'weights_dtype', 'draw_timesteps',
-           'sample_timesteps', 'timestep_window', 'timestep_quantiles', 'plot_timesteps', 'noisy_input',
-           'transformer_timestep', 'epoch_batches', 'load_batch', 'StepEvent', 'Callback', 'ProgressBar', 'EventLog',
-           'TrainingError', 'Trainer', 'latest_checkpoint', 'peak_memory_mb']
+__all__ = ['RunConfig', 'parse_option', 'load_run_config', 'lora_target_modules', 'add_lora', 'weights_dtype',
+           'uses_checkpointing', 'draw_timesteps', 'sample_timesteps', 'timestep_window', 'timestep_quantiles',
+           'plot_timesteps', 'noisy_input', 'transformer_timestep', 'epoch_batches', 'load_batch', 'StepEvent',
+           'Callback', 'ProgressBar', 'EventLog', 'TrainingError', 'Trainer', 'latest_checkpoint', 'peak_memory_mb']
 
 # %% ../nbs/11_train.ipynb #1e6cedc6
 import torch
@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from .cache import MAX_SEQUENCE_LENGTH, CacheEntry, build_cache, load_entry, model_cache_index
 from .lora_io import TARGET_PRESETS, lora_from_peft_model, parse_blocks, target_pattern, write_lora
 from .models import identify_model, load_wan, model_source
+from .offload import BlockSwap, enable_checkpointing, trade_experts
 from .plan import DatasetPlan, plan_dataset
 
 # %% ../nbs/11_train.ipynb #8474393a
@@ -141,6 +142,11 @@ def _check(cfg: RunConfig, where: str) -> RunConfig:
                          "need 0 <= min < max <= 1.")
     for k in _AT_LEAST_ONE:
         if getattr(cfg, k) < 1: raise ValueError(f"{where}: {k} = {getattr(cfg, k)}; it must be at least 1.")
+    if cfg.blocks_to_swap < 0:
+        raise ValueError(f"{where}: blocks_to_swap = {cfg.blocks_to_swap}; it must be 0 or more.")
+    if cfg.gradient_checkpointing is False and (cfg.blocks_to_swap or cfg.activation_offload):
+        raise ValueError(f"{where}: blocks_to_swap / activation_offload work only with gradient checkpointing; "
+                         "set gradient_checkpointing = true, or leave it unset (auto).")
     return cfg
 
 # %% ../nbs/11_train.ipynb #cdf746ed
@@ -273,7 +279,6 @@ def add_lora(transformer: torch.nn.Module, cfg: RunConfig) -> list[torch.nn.Para
     targets = lora_target_modules(transformer, cfg.targets, cfg.blocks)
     transformer.add_adapter(LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha or cfg.rank, lora_dropout=cfg.dropout,
                                        target_modules=targets))
-    if cfg.gradient_checkpointing: transformer.enable_gradient_checkpointing()
     params = [p for p in transformer.parameters() if p.requires_grad]
     for p in params: p.data = p.data.float()  # fp32 masters: peft makes them the base's dtype otherwise
     return params
@@ -287,6 +292,12 @@ def weights_dtype(cfg: RunConfig) -> torch.dtype:
     name = cfg.base_dtype
     if name == 'auto': name = 'bf16' if torch.cuda.is_available() else 'fp32'
     return _DTYPES[name]
+
+# %% ../nbs/11_train.ipynb #b254a575
+def uses_checkpointing(cfg: RunConfig, device: str | torch.device) -> bool:
+    "Gradient checkpointing: the run's choice, or (auto) on with CUDA, block swap or activation offload."
+    if cfg.gradient_checkpointing is not None: return cfg.gradient_checkpointing
+    return torch.device(device).type == 'cuda' or cfg.blocks_to_swap > 0 or cfg.activation_offload
 
 # %% ../nbs/11_train.ipynb #765326af
 def _to_t(cfg: RunConfig, x: torch.Tensor) -> torch.Tensor:
@@ -541,6 +552,9 @@ def _check_model(self: Trainer):
     if cfg.expert in ('high', 'low') and not dual:
         raise TrainingError(f"{self.model_dir}: expert = {cfg.expert!r} needs both Wan 2.2 A14B experts "
                             "(a diffusers folder with transformer_2, or model_2 = the low-noise file).")
+    if cfg.blocks_to_swap > info.blocks:
+        raise TrainingError(f"{self.model_dir}: blocks_to_swap = {cfg.blocks_to_swap}, but {info.variant} has "
+                            f"{info.blocks} blocks; swap at most {info.blocks} (`wan-nb fit` finds the fewest that fit).")
     self.model_info, self.boundary = info, info.boundary_ratio
     self.roles = {'high': ['high'], 'low': ['low']}.get(cfg.expert, ['high', 'low'] if dual else ['single'])
     self.windows = {r: timestep_window(cfg, self.boundary, r) for r in self.roles}
@@ -575,27 +589,60 @@ def _optimizer(self: Trainer, params) -> torch.optim.Optimizer:
         return bnb.optim.AdamW8bit(params, **kw)
     return torch.optim.AdamW(params, **kw)
 
-# %% ../nbs/11_train.ipynb #b551fa0f
+# %% ../nbs/11_train.ipynb #79965530
 @patch
-def _setup_model(self: Trainer):
-    "Load the transformer(s) to train, add LoRA adapters, build the optimizer and the LR schedule."
-    cfg, roles = self.config, self.roles
-    names = tuple('transformer_2' if r == 'low' else 'transformer' for r in roles)
-    wan = load_wan(self.source, components=names, dtype=self.dtype, device=self.device)
+def _offloads(self: Trainer) -> bool:
+    "True when some frozen weights wait in CPU memory: swapped blocks, or a second expert."
+    return self.config.blocks_to_swap > 0 or len(self.roles) > 1
+
+# %% ../nbs/11_train.ipynb #af72c9fd
+@patch
+def _speed_options(self: Trainer, model: torch.nn.Module):
+    "The run's attention backend and regional compilation on `model`."
+    cfg = self.config
+    if cfg.attention_backend != 'native':
+        try: model.set_attention_backend(cfg.attention_backend)
+        except (RuntimeError, ValueError) as e:
+            raise TrainingError(f"attention_backend = {cfg.attention_backend!r}: {e} Install it, or set "
+                                "attention_backend = 'native' (PyTorch's scaled_dot_product_attention).") from None
+    if cfg.compile:
+        for block in model.blocks: block.forward = torch.compile(block.forward)
+
+# %% ../nbs/11_train.ipynb #3fd9bfd8
+@patch
+def prepare_experts(self: Trainer, experts: dict[str, torch.nn.Module]):
+    "LoRA, checkpointing, speed options and placement for `experts` ({role: transformer}); optimizer and LR schedule."
+    cfg = self.config
     set_seed(cfg.seed)  # LoRA initialisation (and dropout) draw from the global generators
-    self.experts, params = {}, []
-    for role in roles:
-        model = wan.transformer_2 if role == 'low' else wan.transformer
+    params = []
+    for model in experts.values():
         params += add_lora(model, cfg)
-        self.experts[role] = model.train()
+        if uses_checkpointing(cfg, self.device): enable_checkpointing(model, cfg.activation_offload)
+        self._speed_options(model)
+        model.train()
+    self.swaps = {role: BlockSwap(m, cfg.blocks_to_swap, self.device, active=k == 0)
+                  for k, (role, m) in enumerate(experts.items())} if self._offloads() else {}
+    if len(self.swaps) > 1: trade_experts(list(self.swaps.values()))
     self.optimizer = self._optimizer(params)
     self.lr_schedule = get_scheduler(cfg.lr_scheduler, self.optimizer, num_warmup_steps=cfg.lr_warmup_steps,
                                      num_training_steps=cfg.max_train_steps)
-    prepared = self.accelerator.prepare(*self.experts.values(), self.optimizer)
-    self.experts, self.optimizer = dict(zip(roles, prepared[:-1])), prepared[-1]
+    placement = [not self.swaps] * len(experts) + [True]  # a BlockSwap places its transformer itself
+    prepared = self.accelerator.prepare(*experts.values(), self.optimizer, device_placement=placement)
+    self.experts, self.optimizer = dict(zip(experts, prepared[:-1])), prepared[-1]
     unwrap = lambda role: self.accelerator.unwrap_model(self.experts[role]) if role in self.experts else None
     self.transformer = unwrap('single') or unwrap('high')  # what previews sample with
     self.transformer_2 = unwrap('low')
+
+# %% ../nbs/11_train.ipynb #b551fa0f
+@patch
+def _setup_model(self: Trainer):
+    "Load the transformer(s) to train, 8-bit if asked, into CPU memory when some of their weights wait there."
+    cfg = self.config
+    names = tuple('transformer_2' if r == 'low' else 'transformer' for r in self.roles)
+    quantization = None if cfg.base_quantization == 'none' else cfg.base_quantization
+    wan = load_wan(self.source, components=names, dtype=self.dtype, quantization=quantization,
+                   device='cpu' if self._offloads() else self.device)
+    self.prepare_experts({role: getattr(wan, name) for role, name in zip(self.roles, names)})
 
 # %% ../nbs/11_train.ipynb #dfe5e754
 @patch

@@ -5,11 +5,13 @@ Builds two rank-16 bf16 LoRAs on the 400 block layers of Wan2.1-T2V-14B (40 bloc
 saves them (one with musubi keys, one with ComfyUI keys), then times in a fresh process what `wan-nb slider A B -o OUT
 --rank 4` runs (`make_slider`: read both, reduce, write) and its resident memory before the call and at its peak
 during it (Linux: /proc/self/status, peak reset after the imports). For scale it also times
-reading the two inputs and writing a rank-4 output alone, and the dense route on a sample of layers: form the
-delta, full SVD (`torch.linalg.svd`), extrapolated to all 400 layers; the dense route's error is compared with ours.
-Usage: python benchmarks/bench_slider.py [--threads 2] [--dense-sample 1]
+reading the two inputs and writing a rank-4 output alone (the I/O floor; target: the slider at most 1.5x it), the
+whole `wan-nb slider` command as a process against `python -c "import torch"` (target: at most 0.5 s more; medians
+of --repeats runs), and the dense route on a sample of layers: form the delta, full SVD (`torch.linalg.svd`),
+extrapolated to all 400 layers; the dense route's error is compared with ours (--dense-sample 0 skips it).
+Usage: python benchmarks/bench_slider.py [--threads 2] [--dense-sample 1] [--repeats 3]
 """
-import argparse, json, subprocess, sys, tempfile, time
+import argparse, json, os, shutil, statistics, subprocess, sys, tempfile, time
 from pathlib import Path
 
 import torch
@@ -75,7 +77,24 @@ def run_child(code: str) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def main(threads: int, dense_sample: int) -> dict:
+def process_s(cmd: list[str], threads: int, repeats: int) -> float:
+    "Median wall time of running `cmd` as a process `repeats` times (after one warm-up), with `threads` threads."
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    times = []
+    for _ in range(repeats + 1):
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, env=env, capture_output=True)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times[1:])
+
+
+def wan_nb_exe() -> str:
+    "The `wan-nb` script beside this Python (the project's venv), or the one on PATH."
+    here = Path(sys.executable).with_name('wan-nb')
+    return str(here) if here.exists() else shutil.which('wan-nb')
+
+
+def main(threads: int, dense_sample: int, repeats: int) -> dict:
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
@@ -89,6 +108,11 @@ def main(threads: int, dense_sample: int) -> dict:
         load_file(d/'a.safetensors'); load_file(d/'b.safetensors')
         save_file(load_file(d/'slider.safetensors'), d/'copy.safetensors')
         io_s = time.perf_counter() - t0
+        command_s = process_s([wan_nb_exe(), 'slider', str(d/'a.safetensors'), str(d/'b.safetensors'),
+                               '-o', str(d/'cli.safetensors'), '--rank', str(OUT_RANK)], threads, repeats)
+        torch_s = process_s([sys.executable, '-c', 'import torch'], threads, repeats)
+        ours.update(command_s=command_s, torch_s=torch_s)
+        if not dense_sample: return summary(threads, sizes, out_mb, ours, io_s)
         names = [f'blocks.{i}.attn1.to_q' for i in range(dense_sample)] + [f'blocks.{i}.ffn.net.0.proj' for i in range(dense_sample)]
         dense = run_child(DENSE_CHILD.format(threads=threads, a=str(d/'a.safetensors'), b=str(d/'b.safetensors'), names=names, rank=OUT_RANK))
         slider = read_lora(d/'slider.safetensors')
@@ -96,16 +120,29 @@ def main(threads: int, dense_sample: int) -> dict:
         for n in names:
             D = a.modules[n].delta() - b.modules[n].delta()
             errors[n] = float((D - slider.modules[n].delta()).norm()) / dense['modules'][n]['error'] - 1
-    attn_s = sum(v['seconds'] for k, v in dense['modules'].items() if '.attn' in k) / dense_sample
-    ffn_s = sum(v['seconds'] for k, v in dense['modules'].items() if '.ffn' in k) / dense_sample
-    dense_total = BLOCKS * (8 * attn_s + 2 * ffn_s)
+    return dict(**summary(threads, sizes, out_mb, ours, io_s), **dense_summary(dense, dense_sample, ours, errors))
+
+
+def summary(threads: int, sizes: dict, out_mb: float, ours: dict, io_s: float) -> dict:
+    "Our times and memory against the I/O floor and the torch import, with the issue's targets."
     return dict(threads=threads, shapes=f'{BLOCKS} blocks x 10 layers, dim {DIM}, ffn {FFN}, rank {RANK} -> {OUT_RANK}, bf16',
                 input_mb=round(sum(sizes.values()), 1), output_mb=round(out_mb, 1),
                 slider_s=round(ours['slider_s'], 3), slider_import_s=round(ours['import_s'], 3),
                 slider_rss_before_mb=round(ours['rss_before_mb']), slider_peak_rss_mb=round(ours['peak_rss_mb']),
                 read_inputs_write_output_s=round(io_s, 3), slider_over_io=round(ours['slider_s'] / io_s, 2),
-                retained_energy=round(ours['retained_energy'], 4),
-                dense_svd_s={'attn 5120x5120': round(attn_s, 2), 'ffn 13824x5120': round(ffn_s, 2)},
+                target_slider_over_io_at_most_1_5=ours['slider_s'] / io_s <= 1.5,
+                command_s=round(ours['command_s'], 3), torch_import_s=round(ours['torch_s'], 3),
+                command_minus_torch_import_s=round(ours['command_s'] - ours['torch_s'], 3),
+                target_command_at_most_torch_import_plus_0_5_s=ours['command_s'] - ours['torch_s'] <= 0.5,
+                retained_energy=round(ours['retained_energy'], 4))
+
+
+def dense_summary(dense: dict, dense_sample: int, ours: dict, errors: dict) -> dict:
+    "The dense route's times, memory and error, extrapolated to all layers."
+    attn_s = sum(v['seconds'] for k, v in dense['modules'].items() if '.attn' in k) / dense_sample
+    ffn_s = sum(v['seconds'] for k, v in dense['modules'].items() if '.ffn' in k) / dense_sample
+    dense_total = BLOCKS * (8 * attn_s + 2 * ffn_s)
+    return dict(dense_svd_s={'attn 5120x5120': round(attn_s, 2), 'ffn 13824x5120': round(ffn_s, 2)},
                 dense_estimate_400_modules_s=round(dense_total, 1), dense_over_slider=round(dense_total / ours['slider_s']),
                 dense_rss_before_mb=round(dense['rss_before_mb']), dense_peak_rss_mb=round(dense['peak_rss_mb']),
                 max_rel_error_excess_vs_dense=float(f'{max(errors.values()):.2e}'))
@@ -114,5 +151,6 @@ def main(threads: int, dense_sample: int) -> dict:
 if __name__ == '__main__':
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--threads', type=int, default=2)
-    p.add_argument('--dense-sample', type=int, default=1, help='layers of each kind (attn, ffn) the dense SVD runs on')
+    p.add_argument('--dense-sample', type=int, default=1, help='layers of each kind (attn, ffn) the dense SVD runs on (0: skip)')
+    p.add_argument('--repeats', type=int, default=3, help='runs of the command and of the torch import (median)')
     print(json.dumps(main(**vars(p.parse_args())), indent=1))

@@ -112,3 +112,11 @@ def test_refusals_name_the_field(tiny_model_dir, dataset, tmp_path):
     with pytest.raises(TrainingError, match="attention_backend = 'sage'"):
         Trainer(config(tiny_model_dir, dataset, tmp_path/'c', attention_backend='sage', max_train_steps=1),
                 progress=False).train()
+
+
+@pytest.mark.slow
+def test_compiled_blocks_train_like_eager_ones(tiny_model_dir, dataset, tmp_path):
+    kw = dict(max_train_steps=3, checkpoint_every_n_steps=None, blocks_to_swap=1)
+    Trainer(config(tiny_model_dir, dataset, tmp_path/'eager', **kw), progress=False).train()
+    Trainer(config(tiny_model_dir, dataset, tmp_path/'compiled', compile=True, **kw), progress=False).train()
+    assert losses(tmp_path/'compiled') == pytest.approx(losses(tmp_path/'eager'), rel=1e-4)

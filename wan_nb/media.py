@@ -8,7 +8,6 @@ import bisect, json, math, os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import av
 import numpy as np
 import torch
 from fastcore.basics import patch
@@ -61,6 +60,7 @@ def _probe_image(path: Path, content: str) -> MediaInfo:
 
 # %% ../nbs/03_media.ipynb #681f77c1
 def _probe_video(path: Path, content: str) -> MediaInfo:
+    import av
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
@@ -190,6 +190,7 @@ def frame_to_bucket(frame: av.VideoFrame, size: tuple[int, int] | None = None) -
 # %% ../nbs/03_media.ipynb #eefea246
 def _decode_frames(path: Path, indices: list[int], size: tuple[int, int] | None) -> list[np.ndarray]:
     "Frames `indices` of a video, decoding no further than the last of them."
+    import av
     wanted, frames = set(indices), []
     try:
         with av.open(str(path)) as container:
@@ -210,6 +211,7 @@ def _decode_frames(path: Path, indices: list[int], size: tuple[int, int] | None)
 # %% ../nbs/03_media.ipynb #22e14279
 def read_frames(path: Path, indices: list[int], size: tuple[int, int] | None = None) -> torch.Tensor:
     "Frames `indices` (increasing) of a video, or the image, as uint8 (T, H, W, 3), covering `size` (w, h)."
+    import av
     path = Path(path)
     if not is_image(path): return torch.from_numpy(np.stack(_decode_frames(path, indices, size)))
     with Image.open(path) as im:

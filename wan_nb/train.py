@@ -552,9 +552,13 @@ def _check_model(self: Trainer):
     if cfg.expert in ('high', 'low') and not dual:
         raise TrainingError(f"{self.model_dir}: expert = {cfg.expert!r} needs both Wan 2.2 A14B experts "
                             "(a diffusers folder with transformer_2, or model_2 = the low-noise file).")
-    if cfg.blocks_to_swap > info.blocks:
+    if cfg.blocks_to_swap >= info.blocks:
         raise TrainingError(f"{self.model_dir}: blocks_to_swap = {cfg.blocks_to_swap}, but {info.variant} has "
-                            f"{info.blocks} blocks; swap at most {info.blocks} (`wan-nb fit` finds the fewest that fit).")
+                            f"{info.blocks} blocks; swap at most {info.blocks - 1} (`wan-nb fit` finds the fewest "
+                            "that fit).")
+    if cfg.blocks_to_swap and self.accelerator.num_processes > 1:
+        raise TrainingError(f"blocks_to_swap = {cfg.blocks_to_swap} with {self.accelerator.num_processes} processes: "
+                            "block swap trains on one GPU; use one process, or 8-bit weights without swapping.")
     self.model_info, self.boundary = info, info.boundary_ratio
     self.roles = {'high': ['high'], 'low': ['low']}.get(cfg.expert, ['high', 'low'] if dual else ['single'])
     self.windows = {r: timestep_window(cfg, self.boundary, r) for r in self.roles}
@@ -592,8 +596,8 @@ def _optimizer(self: Trainer, params) -> torch.optim.Optimizer:
 # %% ../nbs/11_train.ipynb #79965530
 @patch
 def _offloads(self: Trainer) -> bool:
-    "True when some frozen weights wait in CPU memory: swapped blocks, or a second expert."
-    return self.config.blocks_to_swap > 0 or len(self.roles) > 1
+    "True when some frozen weights wait in CPU memory: swapped blocks, or a second expert (on one GPU)."
+    return self.config.blocks_to_swap > 0 or (len(self.roles) > 1 and self.accelerator.num_processes == 1)
 
 # %% ../nbs/11_train.ipynb #af72c9fd
 @patch

@@ -4,12 +4,12 @@
 
 # %% ../nbs/09_cache.ipynb #ed4b747d
 from __future__ import annotations
-import gc, hashlib, json, time
+import contextlib, errno, fcntl, gc, hashlib, json, os, re, socket, time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .core import atomic_path  # first: it quiets a bitsandbytes import warning
+from .core import DiskFullError, atomic_path  # first: it quiets a bitsandbytes import warning
 import torch
 from diffusers.pipelines.wan.pipeline_wan import prompt_clean
 from fastcore.basics import patch
@@ -24,8 +24,8 @@ from .plan import DatasetPlan, PlanItem
 
 # %% auto #0
 __all__ = ['CACHE_FORMAT', 'RESIZE_METHOD', 'MAX_SEQUENCE_LENGTH', 'latent_key', 'text_key', 'CacheEntry', 'CacheIndex',
-           'cache_index', 'model_cache_index', 'encode_texts', 'encode_latents', 'CacheReport', 'build_cache',
-           'load_entry', 'verify_cache', 'prune_cache']
+           'cache_index', 'model_cache_index', 'encode_texts', 'encode_latents', 'CacheReport', 'claim_path',
+           'build_cache', 'load_entry', 'verify_cache', 'prune_cache']
 
 # %% ../nbs/09_cache.ipynb #246f1188
 CACHE_FORMAT = '1'  # bump when the layout or the meaning of a tensor changes
@@ -120,9 +120,11 @@ def encode_latents(frames: torch.Tensor, vae) -> torch.Tensor:
 # %% ../nbs/09_cache.ipynb #a09533c6
 def _save(path: Path, tensors: dict, metadata: dict):
     "Write a safetensors file atomically (a temporary name, then a rename)."
-    with atomic_path(path) as tmp:
-        tensors = {k: v.contiguous() for k, v in tensors.items()}
+    tensors = {k: v.contiguous() for k, v in tensors.items()}
+    size = sum(t.numel() * t.element_size() for t in tensors.values()) + 4096  # and a header of a few KiB at most
+    with atomic_path(path, size_hint=size) as tmp:
         save_file(tensors, tmp, {k: str(v) for k, v in metadata.items()})
+
 
 # %% ../nbs/09_cache.ipynb #14db65a1
 @dataclass
@@ -132,6 +134,9 @@ class CacheReport:
     texts: dict = field(default_factory=lambda: dict(encoded=0, reused=0, failed=0))
     failures: list = field(default_factory=list)  # {'file': ..., 'reason': ...}
     seconds: float = 0.0
+    by_others: int = 0  # of the reused: entries another process encoded while this run was going
+    disk_full: str | None = None  # the first full-disk error: nothing more is encoded after it
+
 
 # %% ../nbs/09_cache.ipynb #1a07b6e8
 @patch
@@ -140,7 +145,10 @@ def summary(self: CacheReport) -> dict:
     return dict(latents=self.latents,
                 texts=self.texts,
                 failures=self.failures,
+                by_others=self.by_others,
+                disk_full=self.disk_full,
                 seconds=round(self.seconds, 2))
+
 
 # %% ../nbs/09_cache.ipynb #2f5e38f0
 @patch
@@ -149,7 +157,97 @@ def __repr__(self: CacheReport) -> str:
     lines = [f"latents: {l['encoded']} encoded, {l['reused']} reused, {l['failed']} failed; "
              f"texts: {t['encoded']} encoded, {t['reused']} reused, {t['failed']} failed "
              f"({self.seconds:.1f} s)"]
+    if self.by_others: lines.append(f"  {self.by_others} of the reused were encoded meanwhile by another process")
+    if self.disk_full: lines.append(f"  DISK FULL: {self.disk_full}")
     return '\n'.join(lines + [f"  FAILED {f['file']}: {f['reason']}" for f in self.failures])
+
+
+# %% ../nbs/09_cache.ipynb #ec4be85a
+def _skip(paths: list[Path], report: CacheReport, kind: str):
+    "Record `paths` (of `kind`: 'latents' or 'texts') as not encoded because the disk filled up earlier."
+    report.__dict__[kind]['failed'] += len(paths)
+    report.failures += [dict(file=str(p), reason='not encoded: the disk is full (see DISK FULL above)') for p in paths]
+
+def _write(path: Path, tensors: dict, meta: dict, report: CacheReport, kind: str) -> bool:
+    "Save one entry; a full disk is recorded as its failure, and stops the run's encoding. True if written."
+    if report.disk_full: _skip([path], report, kind); return False
+    try: _save(path, tensors, meta)
+    except DiskFullError as e:
+        report.disk_full = str(e)
+        report.__dict__[kind]['failed'] += 1
+        report.failures.append(dict(file=str(path), reason=f"not written: {str(e).removeprefix(f'{path}: ')}"))
+        return False
+    report.__dict__[kind]['encoded'] += 1
+    return True
+
+
+# %% ../nbs/09_cache.ipynb #219f900e
+def claim_path(path: Path) -> Path:
+    "The claim file of cache file `path`: a hidden sibling that the process encoding `path` holds locked."
+    return path.with_name(f'.{path.name}.claim')
+
+def _lock(path: Path, wait: bool = False) -> int | None:
+    "A descriptor holding `path`'s claim file locked; None if another process holds it (`wait`: until it lets go)."
+    claim = claim_path(path)
+    while True:
+        fd = os.open(claim, os.O_CREAT | os.O_RDWR, 0o644)
+        try: fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError: os.close(fd); return None
+        try:
+            if os.fstat(fd).st_ino == os.stat(claim).st_ino: return fd
+        except FileNotFoundError: pass
+        os.close(fd)  # its holder let go and removed it between our open and our lock: claim the new one
+
+
+# %% ../nbs/09_cache.ipynb #6f0fbda4
+def _unlock(path: Path, fd: int | None):
+    "Let go of `path`'s claim: remove the file first, so a process waiting on it sees it gone."
+    if fd is None: return
+    with contextlib.suppress(FileNotFoundError): claim_path(path).unlink()
+    os.close(fd)
+
+def _sign(fd: int):
+    "Write the claimer's pid and host into its claim file (for people; a full disk may refuse even that)."
+    with contextlib.suppress(OSError):
+        os.ftruncate(fd, 0); os.write(fd, json.dumps(dict(pid=os.getpid(), host=socket.gethostname())).encode())
+
+
+# %% ../nbs/09_cache.ipynb #9201d09d
+class _Claims:
+    "The cache files this process claimed in a `with` block; every claim is let go when the block ends."
+    def __init__(self, report: CacheReport): self.report, self.fds = report, {}
+    def __enter__(self): return self
+    def __exit__(self, *exc):
+        for path, fd in self.fds.items(): _unlock(path, fd)
+
+    def take(self, paths: list[Path], kind: str) -> tuple[list[Path], list[Path]]:
+        "(the missing `paths` this process claimed, those another process is encoding); counts those it wrote."
+        mine, theirs = [], []
+        for path in paths:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd = _lock(path)
+            except OSError as e:
+                if e.errno not in (errno.ENOSPC, errno.EDQUOT): raise
+                mine.append(path); continue  # no room even for a claim: the write will fail and say so
+            if fd is None: theirs.append(path)
+            elif path.is_file():  # written by another process since the run started
+                _unlock(path, fd)
+                self.report.__dict__[kind]['reused'] += 1; self.report.by_others += 1
+            else: self.fds[path] = fd; _sign(fd); mine.append(path)
+        return mine, theirs
+
+
+# %% ../nbs/09_cache.ipynb #bac3c5cf
+def _waited(paths: list[Path], report: CacheReport, kind: str) -> list[Path]:
+    "Wait until the processes encoding `paths` let go of them; those still missing (their encoder died or failed)."
+    missing = []
+    for path in paths:
+        _unlock(path, _lock(path, wait=True))
+        if path.is_file(): report.__dict__[kind]['reused'] += 1; report.by_others += 1
+        else: missing.append(path)
+    return missing
+
 
 # %% ../nbs/09_cache.ipynb #3b7c1b17
 def _todo_texts(index: CacheIndex, report: CacheReport) -> dict[str, list[Path]]:
@@ -169,9 +267,8 @@ def _save_text(caption: str, emb: torch.Tensor, paths: list[Path], index: CacheI
         report.failures.append(dict(file=str(paths[0]), reason=reason))
         return
     meta = dict(format='wan-nb-text', version=CACHE_FORMAT, caption=caption, text_encoder=index.text_id)
-    for path in paths:
-        _save(path, {'text': emb}, meta)
-        report.texts['encoded'] += 1
+    for path in paths: _write(path, {'text': emb}, meta, report, 'texts')
+
 
 # %% ../nbs/09_cache.ipynb #62f114f5
 def _release_memory():
@@ -182,16 +279,24 @@ def _release_memory():
 # %% ../nbs/09_cache.ipynb #db046dd0
 def _cache_texts(index: CacheIndex, model, device, dtype, report: CacheReport, progress: bool):
     "Encode and save the missing texts, 16 captions at a time; the text encoder is freed afterwards."
-    todo = _todo_texts(index, report)
-    if not todo: return
-    wan = load_wan(model, components=('text_encoder', 'tokenizer'), dtype=dtype, device=device)
-    captions = list(todo)
-    for i in tqdm(range(0, len(captions), 16), desc='texts', unit='batch', disable=not progress):
-        batch = captions[i:i + 16]
-        for caption, emb in zip(batch, encode_texts(batch, wan.text_encoder, wan.tokenizer)):
-            _save_text(caption, emb, todo[caption], index, report)
+    todo, wan = _todo_texts(index, report), None
+    while todo:  # a second round encodes what another process claimed but did not write
+        later, captions = defaultdict(list), list(todo)
+        for i in tqdm(range(0, len(captions), 16), desc='texts', unit='batch', disable=not progress):
+            with _Claims(report) as claims:
+                batch = {}
+                for caption in captions[i:i + 16]:
+                    mine, later[caption] = claims.take(todo[caption], 'texts')
+                    if mine: batch[caption] = mine
+                if report.disk_full: _skip([p for ps in batch.values() for p in ps], report, 'texts'); continue
+                if not batch: continue
+                wan = wan or load_wan(model, components=('text_encoder', 'tokenizer'), dtype=dtype, device=device)
+                for caption, emb in zip(batch, encode_texts(list(batch), wan.text_encoder, wan.tokenizer)):
+                    _save_text(caption, emb, batch[caption], index, report)
+        todo = {c: missing for c, paths in later.items() if (missing := _waited(paths, report, 'texts'))}
     del wan
     _release_memory()  # the text encoder is gone before the VAE loads
+
 
 # %% ../nbs/09_cache.ipynb #2f632263
 def _todo_latents(index: CacheIndex, report: CacheReport) -> dict[str, tuple[PlanItem, list[Path]]]:
@@ -227,9 +332,8 @@ def _save_latents(batch: list, latents: torch.Tensor, index: CacheIndex, report:
         meta = dict(format='wan-nb-latents', version=CACHE_FORMAT, key=key, source=item.source,
                     content=item.content, start=item.start, frames=item.frames, width=item.width,
                     height=item.height, resize=RESIZE_METHOD, vae=index.vae_id)
-        for path in paths:
-            _save(path, {'latents': z}, meta)
-            report.latents['encoded'] += 1
+        for path in paths: _write(path, {'latents': z}, meta, report, 'latents')
+
 
 # %% ../nbs/09_cache.ipynb #8be7a8bd
 def _encode_group(group: list, plan: DatasetPlan, vae, probes: ProbeCache, index: CacheIndex,
@@ -249,18 +353,27 @@ def _encode_group(group: list, plan: DatasetPlan, vae, probes: ProbeCache, index
 def _cache_latents(index: CacheIndex, plan: DatasetPlan, model, device, dtype, batch_size: int,
                    probes: ProbeCache, report: CacheReport, progress: bool):
     "Encode and save the missing latents, `batch_size` windows of one shape at a time."
-    todo = _todo_latents(index, report)
-    if not todo: return
-    vae = load_wan(model, components=('vae',), vae_dtype=dtype, device=device).vae
-    shapes = defaultdict(list)  # batches hold one shape
-    for key, (item, paths) in todo.items():
-        shapes[(item.frames, item.width, item.height)].append((key, item, paths))
+    todo, vae = _todo_latents(index, report), None
     bar = tqdm(total=len(todo), desc='latents', unit='item', disable=not progress)
-    for group in shapes.values():
-        for i in range(0, len(group), batch_size):
-            _encode_group(group[i:i + batch_size], plan, vae, probes, index, report)
-            bar.update(len(group[i:i + batch_size]))
+    while todo:  # a second round encodes what another process claimed but did not write
+        later, shapes = {}, defaultdict(list)  # batches hold one shape
+        for key, (item, paths) in todo.items(): shapes[(item.frames, item.width, item.height)].append((key, item, paths))
+        for group in shapes.values():
+            for i in range(0, len(group), batch_size):
+                with _Claims(report) as claims:
+                    batch = []
+                    for key, item, paths in group[i:i + batch_size]:
+                        mine, theirs = claims.take(paths, 'latents')
+                        if mine: batch.append((key, item, mine))
+                        if theirs: later[key] = (item, theirs)
+                    if report.disk_full: _skip([p for *_, ps in batch for p in ps], report, 'latents')
+                    elif batch:
+                        vae = vae or load_wan(model, components=('vae',), vae_dtype=dtype, device=device).vae
+                        _encode_group(batch, plan, vae, probes, index, report)
+                bar.update(len(group[i:i + batch_size]))
+        todo = {k: (item, missing) for k, (item, paths) in later.items() if (missing := _waited(paths, report, 'latents'))}
     bar.close()
+
 
 # %% ../nbs/09_cache.ipynb #f899580d
 def build_cache(plan: DatasetPlan,
@@ -310,10 +423,25 @@ def verify_cache(index: CacheIndex, progress: bool = True) -> list[dict]:
     return problems
 
 # %% ../nbs/09_cache.ipynb #9a499b45
+def _entry_of(p: Path) -> Path:
+    "The cache file a claim (`.NAME.claim`) or a temporary (`.STEM.1a2b3c4d.tmp.safetensors`) belongs to."
+    if m := re.fullmatch(r'\.(.+)\.claim', p.name): return p.with_name(m[1])
+    if m := re.fullmatch(r'\.(.+)\.[0-9a-f]{8}\.tmp(\.\w+)', p.name): return p.with_name(m[1] + m[2])
+    return p
+
+def _being_written(p: Path) -> bool:
+    "True when another process holds the claim of the entry `p` belongs to (so `p` may be its temporary)."
+    entry = _entry_of(p)
+    if entry == p or not claim_path(entry).exists(): return False
+    fd = _lock(entry)
+    _unlock(entry, fd)
+    return fd is None
+
 def prune_cache(index: CacheIndex, cache_dirs: list[Path]) -> list[Path]:
     "Delete the files in `cache_dirs`' latents/ and text/ that the index does not use (stale, leftovers)."
     keep = set(index.latents) | set(index.texts)
     stale = [p for d in cache_dirs for sub in ('latents', 'text') if (Path(d)/sub).is_dir()
-             for p in sorted((Path(d)/sub).iterdir()) if p.is_file() and p not in keep]
-    for p in stale: p.unlink()
+             for p in sorted((Path(d)/sub).iterdir()) if p.is_file() and p not in keep and not _being_written(p)]
+    for p in stale: p.unlink(missing_ok=True)
     return stale
+

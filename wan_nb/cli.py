@@ -4,7 +4,7 @@
 
 # %% ../nbs/90_cli.ipynb #95759395
 from __future__ import annotations
-import argparse, json, sys
+import argparse, json, signal, sys
 from collections import Counter
 from pathlib import Path
 
@@ -419,16 +419,28 @@ def _slider_options(args: argparse.Namespace) -> dict:
                 clamp_quantile=args.clamp_quantile)
 
 # %% ../nbs/90_cli.ipynb #3f7a8e1c
+def _resume_hint(run: Path | None, overrides: list[str], track: bool) -> str:
+    "The command that continues an interrupted `wan-nb train` from its latest checkpoint."
+    import shlex
+    args = ['wan-nb', 'train', *([str(run)] if run else []), *(x for s in overrides for x in ('--set', s)),
+            *([] if track else ['--no-track']), '--resume', 'latest']
+    return shlex.join(args)
+
 def _train_command(run: Path | None, overrides: list[str] = (), resume: str | None = None,
                    track: bool = True, progress: bool = True) -> int:
     "Train the LoRA of `run` (a RUN.toml) with `--set` overrides; print where the final LoRA is."
     from wan_nb.tracking import training_callbacks
-    from wan_nb.train import Trainer, TrainingError, load_run_config
+    from wan_nb.train import Trainer, TrainingError, TrainingInterrupted, load_run_config
     try:
         cfg = load_run_config(run, overrides)
         final = Trainer(cfg, training_callbacks(cfg, tracking=track), progress=progress).train(resume)
     except (ValueError, FileNotFoundError) as e: return _error(e, _USAGE)  # an option or file it cannot use
+    except TrainingInterrupted as e:  # Ctrl-C or SIGTERM: the step finished and its checkpoint is written
+        return _error(f"{e}\nto continue: {_resume_hint(run, overrides, track)}", e.exit_code)
     except TrainingError as e: return _error(e, _FAILED)
+    except KeyboardInterrupt:  # a second Ctrl-C: stopped at once
+        return _error("stopped at once by a second SIGINT; the newest checkpoint is the last whole one; "
+                      f"to continue: {_resume_hint(run, overrides, track)}", 128 + 2)
     print(f"final LoRA: {final}")
     return 0
 
@@ -498,22 +510,25 @@ def _evaluate_parser(sub):
 
 # %% ../nbs/90_cli.ipynb #07f39200
 def _report_job(job: dict) -> int:
-    "Print a job's run id, status, executed notebook (and LoRA); 0 if it FINISHED, else 1 with its error."
+    "Print a job's run id, status, executed notebook (and LoRA); 0 if it FINISHED, else 1 (130/143 after a signal)."
     from mlflow import MlflowClient
     from wan_nb.tracking import tracking_uri
     print(f"run {job['run_id']}: {job['status']}\nexecuted notebook: {job['notebook']}")
     tags = MlflowClient(tracking_uri()).get_run(job['run_id']).data.tags if job.get('run_id') else {}
     if 'wan_nb.lora' in tags: print(f"LoRA: {tags['wan_nb.lora']}")
     if job['status'] == 'FINISHED': return 0
-    return _error(f"{job['error']}; the executed notebook shows where: {job['notebook']}", _FAILED)
+    code = 128 + signal.Signals[job['signal']] if job.get('signal') else _FAILED  # 130 / 143 after Ctrl-C / SIGTERM
+    return _error(f"{job['error']}; the executed notebook shows where: {job['notebook']}", code)
 
 # %% ../nbs/90_cli.ipynb #5a6b04c4
 def _run_command(notebook: Path, params: list[tuple[str, str]] = (), params_file: Path | None = None,
                  name: str | None = None, out_dir: Path | None = None) -> int:
     "Execute one job notebook as a tracked run."
     from wan_nb.jobs import collect_params, run_job
+    from wan_nb.jobs import JobInterrupted
     try: job = run_job(notebook, collect_params(params, params_file), name=name, out_dir=out_dir)
     except (ValueError, FileNotFoundError) as e: return _error(e, _USAGE)
+    except JobInterrupted as e: return _error(f"{e}; the job's run is KILLED", 128 + signal.Signals[e.signal_name])
     return _report_job(job)
 
 # %% ../nbs/90_cli.ipynb #594e9136
@@ -529,7 +544,8 @@ def _job_arguments(p: argparse.ArgumentParser):
 def _run_parser(sub):
     p = sub.add_parser('run', help='execute a job notebook with papermill as a tracked MLflow run')
     _job_arguments(p)
-    p.set_defaults(handler=lambda a: _run_command(a.notebook, a.params, a.params_file, a.name))
+    p.add_argument('--out-dir', type=Path, help='folder of the executed notebook (default: runs/notebooks)')
+    p.set_defaults(handler=lambda a: _run_command(a.notebook, a.params, a.params_file, a.name, a.out_dir))
 
 # %% ../nbs/90_cli.ipynb #3d7a6e60
 def _sweep_command(notebook: Path, grid: list[str], parallel: int = 1, params: list[tuple[str, str]] = (),

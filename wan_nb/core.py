@@ -4,11 +4,12 @@
 
 # %% ../nbs/00_core.ipynb #15d7e5a1
 from __future__ import annotations
-import contextlib, hashlib, logging, os, shutil, tomllib, uuid
+import contextlib, errno, hashlib, logging, os, shutil, tomllib, uuid
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['is_repo_root', 'repo_root', 'temp_sibling', 'atomic_path', 'content_hash']
+__all__ = ['LOW_SPACE', 'is_repo_root', 'repo_root', 'temp_sibling', 'format_bytes', 'free_bytes', 'mount_point', 'DiskFullError',
+           'atomic_path', 'content_hash']
 
 # %% ../nbs/00_core.ipynb #508608bc
 # bitsandbytes warns on import, on CPUs with AVX512-BF16, that an optional 4-bit CPU kernel is missing; wan-nb
@@ -45,19 +46,87 @@ def _remove(p: Path):
     if p.is_dir() and not p.is_symlink(): shutil.rmtree(p)
     elif p.exists() or p.is_symlink(): p.unlink()
 
+# %% ../nbs/00_core.ipynb #bb6d5f84
+def format_bytes(n: float) -> str:
+    "`n` bytes in binary units, as `df -h` counts: '512 B', '3.0 MiB', '1.5 GiB'."
+    units, k = ('B', 'KiB', 'MiB', 'GiB', 'TiB'), 0
+    while abs(n) >= 1024 and k < len(units) - 1: n, k = n / 1024, k + 1
+    return f'{n:.0f} B' if k == 0 else f'{n:.1f} {units[k]}'
+
+
+# %% ../nbs/00_core.ipynb #47da18ae
+def _existing(path: Path) -> Path:
+    "`path`, or its nearest ancestor that exists."
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent: path = path.parent
+    return path
+
+def free_bytes(path: Path) -> int:
+    "Bytes an ordinary user may still write on the file system of `path` (or of its nearest existing ancestor)."
+    return shutil.disk_usage(_existing(path)).free
+
+def mount_point(path: Path) -> Path:
+    "The mount point of the file system that holds `path`: what `df` names."
+    path = _existing(path)
+    while not os.path.ismount(path) and path != path.parent: path = path.parent
+    return path
+
+
+# %% ../nbs/00_core.ipynb #94a7f96a
+_FULL = {errno.ENOSPC: 'full', errno.EDQUOT: 'over its quota'}
+
+class DiskFullError(OSError):
+    "Writing `path` failed because its disk is full (ENOSPC) or the quota is spent (EDQUOT); `path` is as it was."
+    def __init__(self, path: Path, free_bytes: int,
+                 needed_bytes: int | None = None,  # about what the write needed, when the writer knows it
+                 code: int = errno.ENOSPC):
+        self.path, self.free_bytes, self.needed_bytes = Path(path), free_bytes, needed_bytes
+        need = f"; the write needs about {format_bytes(needed_bytes)}" if needed_bytes else ""
+        kept = "its previous version is intact" if self.path.exists() else "nothing was written"
+        msg = (f"{self.path}: cannot write, the disk is {_FULL.get(code, 'full')} ({format_bytes(free_bytes)} free "
+               f"on {mount_point(self.path)}{need}); {kept}. Free space there, or point output_dir / "
+               "cache_directory to a disk with room, and run again.")
+        super().__init__(code, msg)
+    def __str__(self) -> str: return self.strerror
+    def __reduce__(self): return type(self), (self.path, self.free_bytes, self.needed_bytes, self.errno)
+
+
+# %% ../nbs/00_core.ipynb #c6bd77e7
+LOW_SPACE = 1 << 20  # bytes: a write that failed with less than this left beside it failed for lack of room
+
+def _full_disk_errno(e: BaseException, where: Path) -> int | None:
+    "ENOSPC or EDQUOT when the failed write `e` ran out of room at `where`, else None."
+    seen = e
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in _FULL: return seen.errno
+        if 'Disk quota exceeded' in str(seen) or 'os error 122' in str(seen): return errno.EDQUOT
+        if 'No space left on device' in str(seen) or 'os error 28' in str(seen): return errno.ENOSPC
+        seen = seen.__cause__ or seen.__context__
+    return errno.ENOSPC if isinstance(e, (OSError, RuntimeError)) and free_bytes(where) < LOW_SPACE else None
+
+
 # %% ../nbs/00_core.ipynb #33fffe47
 @contextlib.contextmanager
-def atomic_path(path: Path):
+def atomic_path(path: Path,
+                size_hint: int | None = None,  # about the bytes the write takes: a full disk's message says it
+               ):
     "Yield a temporary sibling of `path` to write into; it replaces `path` only if the block succeeds."
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_sibling(path)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
         if not tmp.exists(): raise FileNotFoundError(f"{tmp}: the block wrote nothing for {path}")
-        if path.is_dir() and tmp.is_dir(): shutil.rmtree(path)
+        old = temp_sibling(path) if path.is_dir() and tmp.is_dir() else None
+        if old: os.replace(path, old)  # a directory cannot be renamed over a full one: move it aside first
         os.replace(tmp, path)
+        if old: _remove(old)
+    except Exception as e:  # writers wrap ENOSPC in their own errors (see above)
+        if (code := _full_disk_errno(e, path.parent)) is None: raise
+        _remove(tmp)
+        raise DiskFullError(path, free_bytes(path.parent), size_hint, code) from e
     finally: _remove(tmp)
+
 
 # %% ../nbs/00_core.ipynb #b8d08882
 def content_hash(path: Path, chunk: int = 1 << 20) -> str:

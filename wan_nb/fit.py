@@ -10,17 +10,21 @@ from pathlib import Path
 
 from fastcore.basics import patch
 
+from .buckets import latent_shape
+from .cache import cache_index
+from .core import format_bytes, free_bytes, mount_point, repo_root
 from .lora_io import parse_blocks, target_pattern
 from .models import WAN_VARIANTS, ModelFileError, _shipped_config, _resolve, _transformer_summary, identify_model, model_source
 from .plan import DatasetPlan, format_table, plan_dataset
 from .train import RunConfig
 
 # %% auto #0
-__all__ = ['GiB', 'TEXT_TOKENS', 'USABLE_FRACTION', 'CUDA_CONTEXT_GB', 'WanShapes', 'shapes_from_config', 'model_shapes',
-           'block_linears', 'param_counts', 'MemoryOptions', 'memory_options', 'block_bytes', 'weight_bytes',
-           'lora_linears', 'lora_params', 'lora_bytes', 'block_saved_bytes', 'block_peak_extra_bytes',
-           'model_level_bytes', 'activation_bytes', 'usable_gb', 'MemoryRow', 'bucket_row', 'MemoryPlan', 'suggest',
-           'memory_plan', 'bucket_plan']
+__all__ = ['GiB', 'TEXT_TOKENS', 'CACHE_DTYPE_BYTES', 'HEADER_BYTES', 'USABLE_FRACTION', 'CUDA_CONTEXT_GB', 'WanShapes',
+           'shapes_from_config', 'model_shapes', 'block_linears', 'param_counts', 'MemoryOptions', 'memory_options',
+           'block_bytes', 'weight_bytes', 'lora_linears', 'lora_params', 'lora_bytes', 'block_saved_bytes',
+           'block_peak_extra_bytes', 'model_level_bytes', 'activation_bytes', 'checkpoint_bytes', 'cache_bytes',
+           'DiskPlan', 'disk_plan', 'usable_gb', 'MemoryRow', 'bucket_row', 'MemoryPlan', 'suggest', 'memory_plan',
+           'bucket_plan']
 
 # %% ../nbs/12_fit.ipynb #8e48bd85
 @dataclass(frozen=True)
@@ -193,6 +197,80 @@ def activation_bytes(s: WanShapes, o: MemoryOptions, t: int, batch: int = 1) -> 
              dict(block_inputs=0, one_block=s.blocks * saved + extra)
     return {k: v * batch for k, v in dict(blocks, model=model_level_bytes(s, o, t)).items()}
 
+# %% ../nbs/12_fit.ipynb #6c2d98cc
+def checkpoint_bytes(s: WanShapes, o: MemoryOptions) -> dict[str, int]:
+    "Bytes of one checkpoint folder: the LoRA file(s) and `state.pt` (adapters and optimizer state)."
+    n = lora_params(s, o) * o.trained_experts
+    return dict(lora=4 * n, state=4 * n + _OPTIMIZER_BYTES[o.optimizer] * n)
+
+
+# %% ../nbs/12_fit.ipynb #a69fec6d
+CACHE_DTYPE_BYTES = 2  # bf16: on CUDA the VAE and the text encoder run in bf16 and the cache keeps what they give
+HEADER_BYTES = 1024  # a cache file's safetensors header: its key, source, window, resize method, model identity
+
+def cache_bytes(plan: DatasetPlan, text_dim: int) -> dict[str, int]:
+    "Bytes and files of `plan`'s cache: latents exactly, texts at most (512 tokens each)."
+    index = cache_index(plan, 'vae', 'text')  # the identities do not change how many files there are
+    lat = sum(math.prod(latent_shape(i.frames, i.width, i.height)) for i, _ in index.latents.values())
+    return dict(latents=lat * CACHE_DTYPE_BYTES + len(index.latents) * HEADER_BYTES, latent_files=len(index.latents),
+                texts=len(index.texts) * (TEXT_TOKENS * text_dim * CACHE_DTYPE_BYTES + HEADER_BYTES), text_files=len(index.texts))
+
+
+# %% ../nbs/12_fit.ipynb #ea05858b
+@dataclass
+class DiskPlan:
+    "Disk space a run takes (bytes): checkpoints, best and final LoRA in its output folder; its cache."
+    checkpoint: int  # one checkpoint folder
+    checkpoints: int  # how many exist at once: keep_last_n_checkpoints and the next one while it is written
+    best: int  # checkpoints/best (a copy of one) when the run validates
+    final: int
+    output_dir: str
+    latents: int
+    latent_files: int
+    texts: int  # at most: 512 tokens per caption
+    text_files: int
+    cache_dirs: list[str]
+    run_total: int = 0
+    cache_total: int = 0
+    short: list[str] = field(default_factory=list)  # disks without room for what goes there
+
+
+# %% ../nbs/12_fit.ipynb #fe143fbf
+def _shortfalls(needs: list[tuple[Path, int]]) -> list[str]:
+    "For each disk that lacks room for the bytes to be written to it, a line that says how much."
+    on = {}
+    for path, n in needs: on[mount_point(path)] = on.get(mount_point(path), 0) + n
+    return [f"{m} has {format_bytes(free_bytes(m))} free, the run needs {format_bytes(n)} there: free space, or "
+            "point output_dir / cache_directory elsewhere" for m, n in on.items() if n > free_bytes(m)]
+
+def disk_plan(cfg: RunConfig, s: WanShapes, o: MemoryOptions, plan: DatasetPlan) -> DiskPlan:
+    "The disk space of `cfg`'s checkpoints, best and final LoRA, and of `plan`'s cache."
+    ck, c = checkpoint_bytes(s, o), cache_bytes(plan, s.text_dim)
+    one, n = sum(ck.values()), cfg.keep_last_n_checkpoints + 1
+    best = one if any(i.split == 'val' for i in plan.items) else 0
+    out = Path(cfg.output_dir) if cfg.output_dir else repo_root()/'runs'/cfg.name
+    dirs = sorted({str(d.cache_directory) for d in plan.datasets})
+    run_total, cache_total = one * n + best + ck['lora'], c['latents'] + c['texts']
+    per_dir = [(Path(d), cache_total // len(dirs)) for d in dirs]
+    return DiskPlan(one, n, best, ck['lora'], str(out), **c, cache_dirs=dirs, run_total=run_total,
+                    cache_total=cache_total, short=_shortfalls([(out, run_total)] + per_dir))
+
+
+# %% ../nbs/12_fit.ipynb #18008c7f
+@patch
+def __str__(self: DiskPlan) -> str:
+    "Where the bytes go, one line each."
+    f = format_bytes
+    best = f", best {f(self.best)}" if self.best else ""
+    return (f"**Disk** {f(self.run_total + self.cache_total)} in all.\n"
+            f"- run folder {self.output_dir}: {f(self.run_total)} = {self.checkpoints} checkpoints x {f(self.checkpoint)} "
+            f"(keep_last_n_checkpoints = {self.checkpoints - 1}, and the next while it is written){best}, "
+            f"final {f(self.final)}\n"
+            f"- cache ({', '.join(self.cache_dirs)}): {f(self.cache_total)} = {self.latent_files} latent files "
+            f"{f(self.latents)} + {self.text_files} caption files of at most {f(self.texts)}"
+            + ''.join(f"\n- **not enough room**: {s}" for s in self.short))
+
+
 # %% ../nbs/12_fit.ipynb #1bf05426
 USABLE_FRACTION, CUDA_CONTEXT_GB = 0.95, 0.5  # caching-allocator slack and the CUDA context, off the card's memory
 
@@ -240,6 +318,7 @@ class MemoryPlan:
     options: dict
     suggestion: str | None = None
     notes: list[str] = field(default_factory=list)
+    disk: DiskPlan | None = None
 
     @property
     def peak(self) -> MemoryRow: return max(self.rows, key=lambda r: r.peak)
@@ -311,7 +390,7 @@ def memory_plan(cfg: RunConfig, plan: DatasetPlan | None = None, gpu_memory_gb: 
     if o.blocks_to_swap and not o.checkpointing: notes.append("block swap needs gradient checkpointing")
     if s.experts == 2: notes.append("both experts loaded: only the one being trained is on the GPU")
     return MemoryPlan(_rows(s, o, buckets, usable), gpu_memory_gb, round(usable, 2), s.variant, asdict(o),
-                      suggest(s, o, buckets, usable), notes)
+                      suggest(s, o, buckets, usable), notes, disk_plan(cfg, s, o, plan))
 
 # %% ../nbs/12_fit.ipynb #3b0a5b04
 @patch
@@ -330,7 +409,8 @@ def _repr_markdown_(self: MemoryPlan) -> str:
     parts = [head, format_table(header, rows)]
     if self.suggestion: parts.append(f"**Smallest change that fits:** {self.suggestion}")
     elif not self.fits: parts.append("**No change found that fits**: a GPU with more memory is needed.")
-    return '\n\n'.join(parts + [f'- {n}' for n in self.notes])
+    notes = '\n'.join(f'- {n}' for n in self.notes)
+    return '\n\n'.join(parts + ([notes] if notes else []) + ([str(self.disk)] if self.disk else []))
 
 # %% ../nbs/12_fit.ipynb #c9e0c025
 @patch

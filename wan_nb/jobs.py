@@ -5,7 +5,7 @@
 # %% ../nbs/16_jobs.ipynb #a7e42273
 from __future__ import annotations
 from .core import repo_root  # first: it quiets a bitsandbytes import warning
-import concurrent.futures, itertools, json, os, shutil, sys, tempfile
+import concurrent.futures, itertools, json, os, shutil, signal, sys, tempfile, threading
 from pathlib import Path
 
 import mlflow
@@ -18,9 +18,9 @@ from papermill.exceptions import PapermillExecutionError
 from .tracking import log_record, run_record, setup_tracking, tracking_uri
 
 # %% auto #0
-__all__ = ['notebook_path', 'check_params', 'run_job', 'rerun', 'grid_combinations', 'format_sweep', 'sweep', 'parse_param',
-           'collect_params', 'parse_grid', 'job_path', 'job_inputs', 'run_folder', 'job_run_config', 'scratch_for_test',
-           'end_scratch_for_test', 'plot_loss_curves', 'job_run', 'end_job_run']
+__all__ = ['notebook_path', 'check_params', 'JobInterrupted', 'run_job', 'rerun', 'grid_combinations', 'format_sweep', 'sweep',
+           'parse_param', 'collect_params', 'parse_grid', 'job_path', 'job_inputs', 'run_folder', 'job_run_config',
+           'scratch_for_test', 'end_scratch_for_test', 'plot_loss_curves', 'job_run', 'end_job_run']
 
 # %% ../nbs/16_jobs.ipynb #278c8f59
 def notebook_path(notebook: str | Path) -> Path:
@@ -52,12 +52,15 @@ def check_params(notebook: Path, params: dict) -> dict:
     return _check_json(params)
 
 # %% ../nbs/16_jobs.ipynb #e7d2d9f4
-def _kernel_manager(env: dict[str, str]) -> type:
-    "An `AsyncKernelManager` class that launches its kernel with `env` added to this process's environment."
+def _kernel_manager(env: dict[str, str], on_start=None) -> type:
+    "An `AsyncKernelManager` class adding `env` to the kernel's environment; `on_start(pgid)` once it runs."
     class EnvKernelManager(AsyncKernelManager):
         async def _async_pre_start_kernel(self, **kw):
             kw['env'] = {**os.environ, **kw.get('env', {}), **env}
             return await super()._async_pre_start_kernel(**kw)
+        async def _async_post_start_kernel(self, **kw):
+            await super()._async_post_start_kernel(**kw)
+            if on_start: on_start(self.provisioner.pgid or self.provisioner.pid)
     return EnvKernelManager
 
 # %% ../nbs/16_jobs.ipynb #84ac16f8
@@ -89,7 +92,7 @@ def _log_params(client: MlflowClient, run_id: str, params: dict):
     log_record(run_record(), run_id=run_id)
 
 # %% ../nbs/16_jobs.ipynb #fb239588
-def _execute(nb: Path, out: Path, params: dict, env: dict[str, str]):
+def _execute(nb: Path, out: Path, params: dict, env: dict[str, str], on_start=None):
     "Execute `nb` into `out` with papermill, from the repository root, its kernel started with `env` added."
     out.parent.mkdir(parents=True, exist_ok=True)
     pm.execute_notebook(str(nb), str(out),
@@ -97,7 +100,7 @@ def _execute(nb: Path, out: Path, params: dict, env: dict[str, str]):
                         kernel_name='python3',
                         cwd=str(repo_root()),
                         progress_bar=False,
-                        kernel_manager_class=_kernel_manager(env),
+                        kernel_manager_class=_kernel_manager(env, on_start),
                         extra_arguments=['--IPKernelApp.log_level=ERROR'])  # no warning about local TCP
 
 # %% ../nbs/16_jobs.ipynb #0546307b
@@ -106,6 +109,33 @@ def _end_run(client: MlflowClient, run_id: str, out: Path, status: str, error: s
     if error: client.set_tag(run_id, 'wan_nb.error', error[:5000])
     if out.is_file(): client.log_artifact(run_id, str(out), 'notebooks')
     client.set_terminated(run_id, status)
+
+# %% ../nbs/16_jobs.ipynb #2b11f5cd
+class JobInterrupted(KeyboardInterrupt):
+    "A job stopped at once by a signal (before its kernel ran, or a second SIGINT/SIGTERM)."
+    def __init__(self, signal_name: str, message: str):
+        self.signal_name = signal_name
+        super().__init__(message)
+
+# %% ../nbs/16_jobs.ipynb #e13e8f85
+class _SignalForwarder:
+    "While a job runs (main thread): the first SIGINT/SIGTERM goes to the kernel's process group; a second stops."
+    def __init__(self): self.pgid, self.received, self.saved = None, [], {}
+    def kernel_started(self, pgid: int): self.pgid = pgid
+    def __call__(self, signum, frame=None):
+        name = signal.Signals(signum).name
+        self.received.append(name)
+        if self.pgid:
+            try: os.killpg(self.pgid, signum)
+            except ProcessLookupError: pass  # the kernel is gone already
+        if self.pgid is None or len(self.received) > 1:
+            raise JobInterrupted(name, f"{name}: the job stopped at once")
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():  # a sweep's jobs run in threads: not there
+            self.saved = {s: signal.signal(s, self) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+    def __exit__(self, *exc):
+        for s, handler in self.saved.items(): signal.signal(s, signal.SIG_DFL if handler is None else handler)
 
 # %% ../nbs/16_jobs.ipynb #2cb39592
 def run_job(notebook: str | Path,  # job notebook with a cell tagged `parameters`
@@ -124,20 +154,22 @@ def run_job(notebook: str | Path,  # job notebook with a cell tagged `parameters
     run_tags = _run_tags(nb, parent_run_id, tags)
     run_id = client.create_run(experiment_id, run_name=name or nb.stem, tags=run_tags).info.run_id
     out = Path(out_dir or repo_root()/'runs'/'notebooks')/f'{run_id}.ipynb'
-    status, error = 'FAILED', None
+    status, error, forward = 'FAILED', None, _SignalForwarder()
     try:
         _log_params(client, run_id, params)
         client.set_tag(run_id, 'wan_nb.output_notebook', str(out))
         env = {'MLFLOW_RUN_ID': run_id, 'MLFLOW_TRACKING_URI': uri, 'MLFLOW_EXPERIMENT_ID': experiment_id}
-        _execute(nb, out, params, env)
+        with forward: _execute(nb, out, params, env, forward.kernel_started)
         status = 'FINISHED'
-    except KeyboardInterrupt:
-        status, error = 'KILLED', 'interrupted'
+    except KeyboardInterrupt as e:
+        status, error = 'KILLED', str(e) or 'interrupted'
         raise
     except Exception as e: error = _error(e)
     finally:
+        if forward.received and status == 'FAILED': status, error = 'KILLED', f"{forward.received[0]}: {error}"
         _end_run(client, run_id, out, status, error)
-    return dict(run_id=run_id, status=status, notebook=out, error=error)
+    signal_name = forward.received[0] if status == 'KILLED' else None
+    return dict(run_id=run_id, status=status, notebook=out, error=error, signal=signal_name)
 
 # %% ../nbs/16_jobs.ipynb #702399d5
 def _recorded_run(client: MlflowClient, run_id: str) -> tuple:
@@ -187,7 +219,7 @@ def _sweep_cells(r: dict, names: list[str], shown: list[str]) -> list[str]:
 # %% ../nbs/16_jobs.ipynb #6d4e6cc9
 def format_sweep(rows: list[dict], metrics: tuple[str, ...] = ('train/loss', 'val/loss')) -> str:
     "A markdown table of a sweep: each child's values, status, last metrics, run id and error."
-    fixed = {'run_id', 'status', 'notebook', 'error', 'metrics', 'parent_run_id'}
+    fixed = {'run_id', 'status', 'notebook', 'error', 'metrics', 'parent_run_id', 'signal'}
     names = [k for k in (rows[0] if rows else {}) if k not in fixed]
     shown = [m for m in metrics if any(m in r.get('metrics', {}) for r in rows)]
     head = [*names, 'status', *shown, 'run', 'error']

@@ -211,7 +211,9 @@ _PICKLE_HEADS = (b'\x80\x02', b'\x80\x03', b'\x80\x04', b'\x80\x05')  # pickle p
 def _is_pickle(path: Path) -> bool:
     "True if `path` is a pickle checkpoint, by its suffix or its first bytes (pickle or torch.save's zip)."
     path = Path(path)
-    head = path.read_bytes()[:4] if path.is_file() else b''
+    if not path.is_file(): head = b''
+    else:
+        with open(path, 'rb') as f: head = f.read(4)  # not the whole file: a 14B LoRA is 600 MB
     zipped = head == b'PK\x03\x04'  # torch.save's zip format
     return path.suffix.lower() in _PICKLE_SUFFIXES or head[:2] in _PICKLE_HEADS or zipped
 

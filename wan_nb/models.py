@@ -818,6 +818,12 @@ def _load_pretrained(path: Path, dtype: torch.dtype, device, quantization: str |
         for block in model.blocks: quantize_linears(block, quantization)
     return model
 
+# %% ../nbs/02_models.ipynb #03f2567e
+def _quantize_on(device, quantization: str | None) -> torch.device:
+    "Where a block is quantised: on the GPU when the model loads into CPU memory (block swap), else on `device`."
+    cuda = quantization and torch.device(device).type == 'cpu' and torch.cuda.is_available()
+    return torch.device('cuda' if cuda else device)
+
 # %% ../nbs/02_models.ipynb #0d4ee96c
 def _load_transformer(path: Path, variant: str | None, dtype: torch.dtype, device,
                       quantization: str | None = None) -> WanTransformer3DModel:
@@ -836,8 +842,9 @@ def _load_transformer(path: Path, variant: str | None, dtype: torch.dtype, devic
         for k, block in enumerate(model.blocks):
             names = {old: new.removeprefix(f'blocks.{k}.') for old, new in parts.pop(k, {}).items()}
             _assign(block, weights.read(names, lambda n: dtype_of(f'blocks.{k}.{n}')), f'{path} (block {k})')
-            block.to(device)
+            block.to(_quantize_on(device, quantization))
             if quantization: quantize_linears(block, quantization)
+            block.to(device)
     if parts: raise ModelFileError(f"{path}: weights of blocks {sorted(parts)} beyond the {len(model.blocks)} of "
                                    "its config.json; the folder mixes two models. Download it again.")
     return model.to(device).eval()

@@ -159,6 +159,14 @@ _PLAIN_KEYS = ('caption_extension', 'batch_size', 'num_repeats', 'enable_bucket'
                'frame_extraction', 'frame_stride', 'frame_sample', 'max_frames', 'source_fps', 'target_fps',
                'default_caption', 'trigger')  # DatasetSpec fields taken as written
 
+# %% ../nbs/06_plan.ipynb #aa0179d2
+def _outside_notes(config: Path, where: str, source: Path, cache: Path) -> list[str]:
+    "Notes for a dataset that reads or caches outside the config's folder: allowed, but the plan says where."
+    home = config.parent
+    return [f"{config}: {where} {what} {p} (outside the config's folder)"
+            for what, p in (('reads', source), ('caches into', cache)) if not p.is_relative_to(home)]
+
+
 # %% ../nbs/06_plan.ipynb #2b36d4a2
 def _dataset_spec(index: int, entry: dict, general: dict, split: str, config: Path,
                   warnings: list) -> DatasetSpec:
@@ -169,6 +177,7 @@ def _dataset_spec(index: int, entry: dict, general: dict, split: str, config: Pa
     _check_values(v, where, config)
     targets = _target_frames(v, kind, where, config, warnings)
     cache = _cache_directory(v, source, config)
+    warnings += _outside_notes(config, where, source, cache)
     return DatasetSpec(index=index, kind=kind, split=split, source=source, source_as_written=v[key],
                        from_jsonl='jsonl' in key, cache_directory=cache,
                        resolution=_resolution(v['resolution'], where, config, v['enable_bucket'], warnings),

@@ -5,14 +5,14 @@
 # %% ../nbs/15_tracking.ipynb #84fdfac9
 from __future__ import annotations
 from .core import repo_root  # first: it quiets a bitsandbytes import warning
-import atexit, dataclasses, datetime, importlib.metadata, importlib.util, json, math, os, platform, re
-import subprocess, time, warnings
+import atexit, dataclasses, datetime, importlib.metadata, importlib.util, json, logging, math, os, platform, re
+import subprocess, threading, time, warnings
 from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
 from fastcore.basics import patch
-from mlflow.entities import Param, RunTag
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH
@@ -21,8 +21,8 @@ from .train import Callback
 
 # %% auto #0
 __all__ = ['PACKAGES', 'KEY_PARAMS', 'tracking_uri', 'artifact_location', 'setup_tracking', 'reset_tracking', 'run_record',
-           'record_params', 'log_record', 'tracked_run', 'MLflowCallback', 'training_callbacks', 'runs_table',
-           'format_runs', 'run_curves', 'plot_runs']
+           'record_params', 'log_record', 'TrackingWarning', 'tracked_run', 'Outbox', 'send_unsent', 'MLflowCallback',
+           'training_callbacks', 'runs_table', 'format_runs', 'run_curves', 'plot_runs']
 
 # %% ../nbs/15_tracking.ipynb #e7556c01
 def tracking_uri() -> str:
@@ -193,6 +193,33 @@ def _join(run_id: str, system_metrics: bool = False) -> mlflow.ActiveRun:
     return mlflow.start_run(run_id=run_id, log_system_metrics=system_metrics)
 
 # %% ../nbs/15_tracking.ipynb #5f9d558f
+def _interrupted(e: BaseException) -> bool:
+    "True for `wan_nb.train.TrainingInterrupted` (Ctrl-C or SIGTERM, a checkpoint written) and KeyboardInterrupt."
+    return isinstance(e, KeyboardInterrupt) or any(c.__name__ == 'TrainingInterrupted' for c in type(e).__mro__)
+
+def _stop_tags(e: BaseException) -> dict[str, str]:
+    "Tags of a run stopped by `e`: the checkpoint an interruption wrote and the signal, or the error."
+    if _interrupted(e):
+        tags = {'wan_nb.checkpoint': str(getattr(e, 'checkpoint', '') or '')}
+        tags['wan_nb.interrupted_by'] = getattr(e, 'signal_name', None) or type(e).__name__
+        return {k: v for k, v in tags.items() if v}
+    return {'wan_nb.error': f'{type(e).__name__}: {e}'[:MAX_TAG_VAL_LENGTH]}
+
+
+# %% ../nbs/15_tracking.ipynb #f3021141
+class TrackingWarning(UserWarning):
+    "MLflow could not be reached (or is back); training goes on either way."
+
+def _set_tags(run_id: str, tags: dict):
+    MlflowClient().log_batch(run_id, tags=[RunTag(k, str(v)[:MAX_TAG_VAL_LENGTH]) for k, v in tags.items()])
+
+def _quietly(f, *args, **kw):
+    "`f(*args, **kw)`, a failure (the server gone) turned into a warning: it must not hide the real error."
+    try: return f(*args, **kw)
+    except Exception as e: warnings.warn(f"MLflow: {getattr(f, '__name__', f)} failed: {e}", TrackingWarning)
+
+
+# %% ../nbs/15_tracking.ipynb #3e72a3c3
 @contextmanager
 def tracked_run(run_name: str | None = None, experiment: str = 'wan-nb',
                 tags: dict | None = None,  # tags of a run this opens
@@ -200,22 +227,203 @@ def tracked_run(run_name: str | None = None, experiment: str = 'wan-nb',
     "The run a job logs into: $MLFLOW_RUN_ID's, the active one, or a new one ended FINISHED/FAILED/KILLED."
     if run_id := os.environ.get('MLFLOW_RUN_ID'):
         active = mlflow.active_run()
-        yield active if active and active.info.run_id == run_id else _join(run_id, system_metrics)
-        return  # the orchestrator ends it
-    if active := mlflow.active_run():
-        yield active  # its owner ends it
-        return
-    run = mlflow.start_run(experiment_id=setup_tracking(experiment), run_name=run_name, tags=tags,
-                           log_system_metrics=system_metrics)
+        run = active if active and active.info.run_id == run_id else _join(run_id, system_metrics)
+    else:
+        run = mlflow.active_run()
+    owned = run is None
+    if owned:
+        run = mlflow.start_run(experiment_id=setup_tracking(experiment), run_name=run_name, tags=tags,
+                               log_system_metrics=system_metrics)
     try:
         yield run
-    except KeyboardInterrupt:
-        mlflow.end_run('KILLED')
+    except BaseException as e:
+        if _interrupted(e):  # the orchestrator (or the owner) ends it; the checkpoint is named either way
+            _quietly(_set_tags, run.info.run_id, _stop_tags(e))
+        if owned: mlflow.end_run('KILLED' if _interrupted(e) else 'FAILED')
         raise
-    except BaseException:
-        mlflow.end_run('FAILED')
-        raise
-    mlflow.end_run('FINISHED')
+    if owned: mlflow.end_run('FINISHED')  # else the orchestrator or the run's owner ends it
+
+
+# %% ../nbs/15_tracking.ipynb #91cd6194
+def _seconds(name: str, default: float) -> float:
+    try: return float(os.environ.get(name, default))
+    except ValueError: raise ValueError(f"${name} = {os.environ[name]!r}: give a number of seconds, e.g. {default}.") from None
+
+class Outbox:
+    "What a run logs after its start, sent in order by a thread; kept (and retried) while the server is away."
+    def __init__(self, client: MlflowClient, run_id: str, uri: str,
+                 retry_every_s: float | None = None):  # while away; default $WAN_NB_MLFLOW_RETRY_S or 30
+        self.client, self.run_id, self.uri = client, run_id, uri
+        self.retry_every_s = _seconds('WAN_NB_MLFLOW_RETRY_S', 30) if retry_every_s is None else retry_every_s
+        self.ops, self.step, self.lost_at, self.gaps, self.gone = [], 0, None, [], []
+        self.cond, self.stop = threading.Condition(), threading.Event()
+        self.closing, self.busy = False, False
+        self.thread = threading.Thread(target=self._loop, name=f'wan-nb-mlflow-{run_id[:8]}', daemon=True)
+        self.thread.start()
+
+
+# %% ../nbs/15_tracking.ipynb #650666f9
+@patch
+def put(self: Outbox, kind: str,  # 'metrics', 'tags' or 'files'
+        *args, step: int | None = None):  # the training step it belongs to
+    "Queue an operation: ('metrics', {name: value}), ('tags', {name: value}), ('files', [paths], artifact_path)."
+    with self.cond:
+        if step is not None: self.step = max(self.step, step)
+        args = (int(time.time() * 1000), *args) if kind == 'metrics' else args
+        self.ops.append((kind, self.step if step is None else step, *args))
+        self.cond.notify()
+
+
+# %% ../nbs/15_tracking.ipynb #23d7b30b
+def _send(client: MlflowClient, run_id: str, ops: list, gone: list):
+    "Send queued operations; files that no longer exist (a rotated checkpoint) are added to `gone`."
+    metrics = [Metric(k, v, ts, step) for kind, step, ts, values in (o for o in ops if o[0] == 'metrics')
+               for k, v in values.items()]
+    for i in range(0, len(metrics), 1000):
+        client.log_batch(run_id, metrics=metrics[i:i + 1000])
+    for kind, step, *args in ops:
+        if kind == 'tags':
+            client.log_batch(run_id, tags=[RunTag(k, str(v)[:MAX_TAG_VAL_LENGTH]) for k, v in args[0].items()])
+        elif kind == 'files':
+            for f in args[0]:
+                if Path(f).is_file(): client.log_artifact(run_id, str(f), args[1])
+                else: gone.append(str(f))
+
+
+# %% ../nbs/15_tracking.ipynb #5378ee4c
+def _answers(uri: str, timeout: float = 5.0) -> bool:
+    "True if the tracking server at `uri` answers `/health` (a store that is not a server always does)."
+    if not uri.startswith(('http://', 'https://')): return True
+    import requests
+    try: return requests.get(uri.rstrip('/') + '/health', timeout=timeout).ok
+    except requests.RequestException: return False
+
+
+# %% ../nbs/15_tracking.ipynb #3ef055ed
+_AWAY: set[str] = set()  # servers an outbox of this process found unreachable and is waiting for
+
+class _QuietWhileAway(logging.Filter):
+    "Drop urllib3's 'Retrying' lines of outbox threads, and every retry or system-metrics warning while away."
+    def filter(self, record):
+        return not (threading.current_thread().name.startswith('wan-nb-mlflow') or _AWAY)
+
+for name in ('urllib3.connectionpool', 'mlflow.system_metrics.system_metrics_monitor'):
+    logging.getLogger(name).addFilter(_QuietWhileAway())
+
+
+# %% ../nbs/15_tracking.ipynb #ecefba7f
+@patch
+def _loop(self: Outbox):
+    "Send the queue in order; on an outage keep it, report it once, retry; when back, tag the gap."
+    while True:
+        with self.cond:
+            while not self.ops and not self.closing: self.cond.wait()
+            if not self.ops or self.stop.is_set(): return
+            ops, self.busy = list(self.ops), True
+        try:
+            _send(self.client, self.run_id, ops, self.gone)
+        except Exception as e:
+            self.busy = False
+            self._failed(ops, e)
+            continue
+        with self.cond:
+            del self.ops[:len(ops)]
+            self.busy = False
+            self.cond.notify_all()
+        if self.lost_at is not None: self._back()
+
+
+# %% ../nbs/15_tracking.ipynb #0f769774
+@patch
+def _failed(self: Outbox, ops: list, e: Exception):
+    "A send failed: drop the operations if the server answers (it refused them), else wait for it."
+    if _answers(self.uri):
+        with self.cond: del self.ops[:len(ops)]
+        warnings.warn(f"MLflow refused {len(ops)} operation(s) of run {self.run_id}: {e}", TrackingWarning)
+        return
+    if self.lost_at is None:
+        self.lost_at = ops[0][1]
+        _AWAY.add(self.uri)
+        warnings.warn(f"MLflow server {self.uri} unreachable at step {self.lost_at} ({type(e).__name__}); training "
+                      f"continues and keeps its metrics until the server answers (checked every "
+                      f"{self.retry_every_s:g} s).", TrackingWarning)
+    while not self.stop.wait(self.retry_every_s):
+        if _answers(self.uri): return
+
+
+# %% ../nbs/15_tracking.ipynb #1d8215c0
+@patch
+def _gap(self: Outbox) -> str:
+    "The steps of every outage so far, e.g. '3-5,12-14' (an open one ends at the current step)."
+    gaps = self.gaps + ([(self.lost_at, self.step)] if self.lost_at is not None else [])
+    return ','.join(f'{a}-{b}' for a, b in gaps)
+
+@patch
+def _back(self: Outbox):
+    "The server answers again and the backlog is sent: tag the run with the gap."
+    self.gaps.append((self.lost_at, self.step))
+    self.lost_at = None
+    _AWAY.discard(self.uri)
+    self.put('tags', {'wan_nb.tracking_gap': self._gap()})
+    warnings.warn(f"MLflow server {self.uri} answers again at step {self.step}: the metrics of steps "
+                  f"{self.gaps[-1][0]}-{self.gaps[-1][1]} were sent late (tag wan_nb.tracking_gap).", TrackingWarning)
+
+
+# %% ../nbs/15_tracking.ipynb #01758b18
+@patch
+def close(self: Outbox, wait_s: float | None = None  # default $WAN_NB_MLFLOW_WAIT_S or 60
+         ) -> list:
+    "Send what is queued, waiting up to `wait_s` for a server that is away; the operations left unsent."
+    wait_s = _seconds('WAN_NB_MLFLOW_WAIT_S', 60) if wait_s is None else wait_s
+    with self.cond:
+        self.closing = True
+        self.cond.notify_all()
+    away = 0.0
+    while self.thread.is_alive() and away < wait_s:  # a server that answers, however slowly, is waited for
+        self.thread.join(0.1)
+        if self.lost_at is not None: away += 0.1
+    self.stop.set()  # a thread still waiting for the server gives up
+    self.thread.join(5)
+    _AWAY.discard(self.uri)
+    with self.cond: return list(self.ops)
+
+
+# %% ../nbs/15_tracking.ipynb #8ba5d7eb
+@patch
+def flush(self: Outbox, timeout: float = 30.0) -> bool:
+    "Wait until everything queued is sent (True), or the server is away or `timeout` passed (False)."
+    end = time.monotonic() + timeout
+    with self.cond:
+        while (self.ops or self.busy) and self.lost_at is None and time.monotonic() < end:
+            self.cond.wait(0.05)
+        return not self.ops
+
+
+# %% ../nbs/15_tracking.ipynb #1f5056f9
+def _save_unsent(path: Path, outbox: Outbox, ops: list, status: str | None) -> Path:
+    "Write the operations `ops` that never reached the server, with the run's final status, as JSON."
+    data = dict(run_id=outbox.run_id, uri=outbox.uri, status=status, tracking_gap=outbox._gap(),
+                ops=[list(o) for o in ops])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + '.tmp')
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+    return path
+
+
+# %% ../nbs/15_tracking.ipynb #9a72a597
+def send_unsent(path: str | Path,  # a `mlflow_unsent_<run id>.json` a run wrote
+                uri: str | None = None):  # default: the server the run logged to
+    "Send what a run could not log (its server was away when it ended), tag the gap and set its final status."
+    path = Path(path)
+    data = json.loads(path.read_text())
+    client = MlflowClient(uri or data['uri'])
+    ops, gone = [tuple(o) for o in data['ops']], []
+    _send(client, data['run_id'], ops + [('tags', 0, {'wan_nb.tracking_gap': data['tracking_gap']})], gone)
+    if data['status']: client.set_terminated(data['run_id'], data['status'])
+    path.rename(path.with_name(path.name + '.sent'))
+    return dict(run_id=data['run_id'], sent=len(ops), gone=gone)
+
 
 # %% ../nbs/15_tracking.ipynb #a75fb98e
 _OWNED: set[str] = set()  # runs started by an MLflowCallback whose training has not ended
@@ -231,12 +439,16 @@ class MLflowCallback(Callback):
     "Trainer callback: logs the run record, step metrics, evaluations, figures, checkpoints, previews, LoRAs."
     def __init__(self, experiment: str = 'wan-nb',
                  run_name: str | None = None,  # default: the run config's name
-                 system_metrics: bool | None = None):  # CPU/GPU/memory sampling; default: on with psutil
+                 system_metrics: bool | None = None,  # CPU/GPU/memory sampling; default: on with psutil
+                 retry_every_s: float | None = None,  # server away: retry every; default $WAN_NB_MLFLOW_RETRY_S or 30
+                 wait_at_end_s: float | None = None):  # server away at the end: wait; default $WAN_NB_MLFLOW_WAIT_S or 60
         self.experiment, self.run_name = experiment, run_name
         has_psutil = importlib.util.find_spec('psutil') is not None
         self.system_metrics = has_psutil if system_metrics is None else system_metrics
-        self.run_id, self.owns, self.trainer = None, False, None
+        self.retry_every_s, self.wait_at_end_s = retry_every_s, wait_at_end_s
+        self.run_id, self.owns, self.trainer, self.outbox = None, False, None, None
         self.evaluations, self.best = [], None
+
 
 # %% ../nbs/15_tracking.ipynb #bdc0321a
 @patch
@@ -257,6 +469,7 @@ def _start(self: MLflowCallback, trainer):
                                log_system_metrics=self.system_metrics)
         _OWNED.add(run.info.run_id)
     self.run_id, self.client = run.info.run_id, MlflowClient()
+    self.outbox = Outbox(self.client, self.run_id, tracking_uri(), self.retry_every_s)
 
 # %% ../nbs/15_tracking.ipynb #463efdff
 @patch
@@ -268,6 +481,7 @@ def on_train_begin(self: MLflowCallback, trainer):
     from wan_nb.plan import plot_plan
     self._start(trainer)
     self.trainer, self.evaluations, self.best = trainer, [], None
+    self.output_dir = Path(trainer.output_dir)
     log_record(run_record(trainer.config, trainer.plan), self.run_id)
     self.client.set_tag(self.run_id, 'output_dir', str(trainer.output_dir))
     if trainer.step:
@@ -283,7 +497,7 @@ def _finite(metrics: dict) -> dict[str, float]:
 # %% ../nbs/15_tracking.ipynb #49b64707
 @patch
 def on_step_end(self: MLflowCallback, trainer, event):
-    "Log the step's metrics (asynchronously)."
+    "Queue the step's metrics: the outbox sends them."
     if not trainer.is_main_process:
         return
     self.on_train_begin(trainer)
@@ -293,7 +507,14 @@ def on_step_end(self: MLflowCallback, trainer, event):
                'train/samples_per_s': event.samples_per_s,
                'train/data_wait_s': event.data_wait_s,
                'train/peak_memory_mb': event.peak_memory_mb}
-    mlflow.log_metrics(_finite(metrics), step=event.step, run_id=self.run_id, synchronous=False)
+    self.outbox.put('metrics', _finite(metrics), step=event.step)
+
+# %% ../nbs/15_tracking.ipynb #813b9c30
+@patch
+def flush(self: MLflowCallback, timeout: float = 30.0) -> bool:
+    "Wait until everything logged so far is sent (False if the server is away)."
+    return self.outbox.flush(timeout) if self.outbox else True
+
 
 # %% ../nbs/15_tracking.ipynb #cc57a152
 @patch
@@ -306,7 +527,7 @@ def on_evaluation(self: MLflowCallback, trainer, evaluation):
     e = evaluation
     per_t = {f'val/loss_t{t:.3f}': loss for t, loss in zip(e.timesteps, e.val_per_timestep)}
     metrics = {'val/loss': e.val_loss, 'probe/loss': e.probe_loss, **per_t}
-    mlflow.log_metrics(_finite(metrics), step=e.step, run_id=self.run_id, synchronous=False)
+    self.outbox.put('metrics', _finite(metrics), step=e.step)
 
 # %% ../nbs/15_tracking.ipynb #c1483a5c
 @patch
@@ -316,15 +537,12 @@ def on_best(self: MLflowCallback, trainer, folder: Path, evaluation):
         return
     self.on_train_begin(trainer)
     self.best = Path(folder)
-    self.client.log_batch(self.run_id, tags=[RunTag('best_step', str(evaluation.step)),
-                                             RunTag('best_val_loss', repr(evaluation.val_loss))])
+    self.outbox.put('tags', {'best_step': str(evaluation.step), 'best_val_loss': repr(evaluation.val_loss)})
 
 # %% ../nbs/15_tracking.ipynb #6b098ed6
 @patch
 def _log_files(self: MLflowCallback, files, artifact_path: str | None):
-    for f in files:
-        if Path(f).is_file():
-            self.client.log_artifact(self.run_id, str(f), artifact_path)
+    self.outbox.put('files', [str(f) for f in files], artifact_path)  # sent if they still exist then
 
 @patch
 def on_checkpoint(self: MLflowCallback, trainer, folder: Path):
@@ -350,21 +568,44 @@ def _log_validation_figure(self: MLflowCallback):
     from wan_nb.validate import plot_validation
     if self.evaluations:
         fig = plot_validation(self.evaluations)
-        self.client.log_figure(self.run_id, fig, 'figures/validation.png')
+        (self.output_dir/'figures').mkdir(parents=True, exist_ok=True)
+        fig.savefig(self.output_dir/'figures'/'validation.png')  # kept: the outbox may send it much later
         plt.close(fig)
+        self._log_files([self.output_dir/'figures'/'validation.png'], 'figures')
 
 # %% ../nbs/15_tracking.ipynb #a4f4e2e5
+def _leave(run_id: str):
+    "Leave the active run `run_id` without asking the (unreachable) server to end it."
+    from mlflow.tracking import fluent
+    stack = fluent._active_run_stack.get()
+    if stack and stack[-1].info.run_id == run_id: stack.pop()
+    if monitor := fluent.run_id_to_system_metrics_monitor.pop(run_id, None): _quietly(monitor.finish)
+
+
+# %% ../nbs/15_tracking.ipynb #72573828
 @patch
-def _end(self: MLflowCallback, status: str = 'FINISHED'):
-    "End the run if this callback started it."
-    mlflow.flush_async_logging()
-    if not self.owns:
-        return
+def _end(self: MLflowCallback, status: str = 'FINISHED',
+         tags: dict | None = None):  # last tags (the checkpoint of an interrupted run)
+    "Send what is queued (or save it if the server is away), then end the run if this callback started it."
+    if tags: self.outbox.put('tags', tags)
+    unsent = self.outbox.close(self.wait_at_end_s)
     _OWNED.discard(self.run_id)
-    if (run := mlflow.active_run()) and run.info.run_id == self.run_id:
-        mlflow.end_run(status)
-    else:
-        self.client.set_terminated(self.run_id, status)
+    if not unsent and self.owns:
+        for attempt in range(2):  # a second try: a connection to a restarted server fails once
+            try:
+                self.client.set_terminated(self.run_id, status)
+                if (run := mlflow.active_run()) and run.info.run_id == self.run_id: _leave(self.run_id)
+                return
+            except Exception: pass  # gone right now: the status goes to the file
+    elif not unsent: return
+    path = _save_unsent(self.output_dir/f'mlflow_unsent_{self.run_id}.json', self.outbox, unsent,
+                        status if self.owns else None)
+    if self.owns: _leave(self.run_id)
+    warnings.warn(f"MLflow server {self.outbox.uri} did not come back before run {self.run_id} ended: "
+                  f"{len(unsent)} logging operation(s) and the status {status} are in {path}; once it answers, "
+                  f"send them with: python -c \"from wan_nb.tracking import send_unsent; send_unsent('{path}')\"",
+                  TrackingWarning)
+
 
 # %% ../nbs/15_tracking.ipynb #45194230
 @patch
@@ -379,11 +620,21 @@ def on_train_end(self: MLflowCallback, trainer, final: Path):
     self._log_validation_figure()
     out = Path(trainer.output_dir)
     self._log_files([out/'events.jsonl', out/'validation.jsonl'], None)
-    self.client.set_tag(self.run_id, 'steps', str(trainer.step))
-    for phase, mb in trainer.phase_memory_mb.items():  # cache, load, train: where the memory went
-        self.client.log_metric(self.run_id, f'memory/{phase}_peak_mb', mb)
+    self.outbox.put('tags', {'steps': str(trainer.step)})
+    memory = {f'memory/{phase}_peak_mb': mb for phase, mb in trainer.phase_memory_mb.items()}  # cache, load, train
+    self.outbox.put('metrics', memory, step=0)
     self._end('FINISHED')
     self.trainer = None
+
+# %% ../nbs/15_tracking.ipynb #89976176
+@patch
+def on_train_error(self: MLflowCallback, trainer, error: BaseException):
+    "Training raised: send what is queued and end an owned run KILLED (interrupted, checkpoint named) or FAILED."
+    if not trainer.is_main_process or self.trainer is not trainer:
+        return
+    self._end('KILLED' if _interrupted(error) else 'FAILED', _stop_tags(error))
+    self.trainer = None
+
 
 # %% ../nbs/15_tracking.ipynb #e99342c3
 def training_callbacks(cfg,  # the run's `wan_nb.train.RunConfig`

@@ -4,9 +4,10 @@
 
 # %% ../nbs/11_train.ipynb #69862b91
 from __future__ import annotations
-from .core import atomic_path, repo_root  # first: it quiets a bitsandbytes import warning
+from .core import DiskFullError, atomic_path, format_bytes, mount_point, repo_root  # first: it quiets a bitsandbytes import warning
 import concurrent.futures, contextlib, dataclasses, functools, json, math, os, random, resource, shutil, time
-import tomllib, typing
+import pickle, signal, socket, sys, threading, tomllib, typing, uuid, warnings, zipfile
+from datetime import datetime
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,8 @@ from pathlib import Path
 __all__ = ['RunConfig', 'parse_option', 'load_run_config', 'lora_target_modules', 'add_lora', 'weights_dtype',
            'uses_checkpointing', 'draw_timesteps', 'sample_timesteps', 'timestep_window', 'timestep_quantiles',
            'plot_timesteps', 'noisy_input', 'transformer_timestep', 'epoch_batches', 'load_batch', 'StepEvent',
-           'Callback', 'ProgressBar', 'EventLog', 'TrainingError', 'Trainer', 'latest_checkpoint', 'peak_memory_mb']
+           'Callback', 'ProgressBar', 'EventLog', 'TrainingError', 'TrainingInterrupted', 'RunLock', 'Trainer',
+           'checkpoint_problem', 'latest_checkpoint', 'peak_memory_mb']
 
 # %% ../nbs/11_train.ipynb #1e6cedc6
 import torch
@@ -474,6 +476,7 @@ class Callback:
     def on_best(self, trainer, folder: Path, evaluation): pass
     def on_preview(self, trainer, files: list[Path], step: int): pass
     def on_train_end(self, trainer, final: Path): pass
+    def on_train_error(self, trainer, error: BaseException): pass  # training stopped: an error or a signal
 
 # %% ../nbs/11_train.ipynb #7c25a5a4
 class ProgressBar(Callback):
@@ -504,6 +507,86 @@ class EventLog(Callback):
 # %% ../nbs/11_train.ipynb #12a79d96
 class TrainingError(RuntimeError):
     "Training stopped; the message says at which step, why, and which checkpoint is the last good one."
+
+# %% ../nbs/11_train.ipynb #424dd0e2
+class TrainingInterrupted(TrainingError):
+    "Training stopped by SIGINT or SIGTERM after its step finished and a checkpoint was written."
+    def __init__(self, signal_name: str, step: int, checkpoint: Path):
+        self.signal_name, self.step, self.checkpoint = signal_name, step, Path(checkpoint)
+        super().__init__(f"interrupted by {signal_name} at step {step}; checkpoint {self.checkpoint.name} written; "
+                         "resume with --resume latest")
+    @property
+    def exit_code(self) -> int: return 128 + signal.Signals[self.signal_name]
+
+# %% ../nbs/11_train.ipynb #4b46f6c7
+def _pid_alive(pid: int) -> bool:
+    "True if process `pid` runs on this host (a zombie, killed but not yet reaped, counts as dead)."
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True  # someone else's process
+    try: return Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[0] != 'Z'
+    except (OSError, IndexError): return True
+
+# %% ../nbs/11_train.ipynb #95fac32c
+class RunLock:
+    "`<folder>/.lock` while a run trains there: a second run stops at once; a dead process's lock is taken over."
+    def __init__(self, folder: Path):
+        self.path, self.mine = Path(folder)/'.lock', None
+    def __enter__(self): return self.acquire()
+    def __exit__(self, *exc): self.release()
+    def __repr__(self): return f"RunLock({str(self.path)!r}, {'held' if self.mine else 'not held'})"
+
+# %% ../nbs/11_train.ipynb #cc53023a
+@patch
+def holder(self: RunLock) -> dict | None:
+    "The lock's JSON (pid, host, started); None without a lock, {} if it stays unreadable."
+    for _ in range(20):
+        try: text = self.path.read_text()
+        except FileNotFoundError: return None
+        try: return json.loads(text)
+        except ValueError: time.sleep(0.05)  # its owner is writing it
+    return {}
+
+# %% ../nbs/11_train.ipynb #e57ccb6b
+@patch
+def _refuse_or_clear(self: RunLock, holder: dict):
+    "Raise TrainingError naming the run holding the lock; a stale one (dead pid on this host) is removed, warned."
+    if not holder: raise TrainingError(f"{self.path}: a run lock that cannot be read; if no run uses "
+                                       f"{self.path.parent}, delete it.")
+    pid, host, started = holder.get('pid'), holder.get('host', '?'), holder.get('started', '?')
+    if host == socket.gethostname() and isinstance(pid, int) and not _pid_alive(pid):
+        warnings.warn(f"{self.path}: process {pid} on {host} (started {started}) is gone without releasing its "
+                      "lock (killed or crashed); taking it over.", stacklevel=4)
+        stale = self.path.with_name(f'.lock.stale.{uuid.uuid4().hex[:8]}')
+        with contextlib.suppress(FileNotFoundError): os.rename(self.path, stale); stale.unlink()
+        return
+    raise TrainingError(f"{self.path.parent}: another training run uses this folder: process {pid} on {host}, "
+                        f"started {started}. Two runs in one folder would mix their checkpoints and events.jsonl; "
+                        f"wait for it, stop it, or set another output_dir. If that run is gone, delete {self.path}.")
+
+# %% ../nbs/11_train.ipynb #4f696634
+@patch
+def acquire(self: RunLock) -> RunLock:
+    "Take the lock (creating the folder), or raise TrainingError naming the run that holds it."
+    self.path.parent.mkdir(parents=True, exist_ok=True)
+    me = dict(pid=os.getpid(), host=socket.gethostname(), started=datetime.now().isoformat(timespec='seconds'),
+              token=uuid.uuid4().hex)
+    for _ in range(5):
+        try: fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            if (holder := self.holder()) is not None: self._refuse_or_clear(holder)
+            continue
+        with os.fdopen(fd, 'w') as f: json.dump(me, f)
+        self.mine = me
+        return self
+    raise TrainingError(f"{self.path}: could not take the lock; other runs keep taking it.")
+
+# %% ../nbs/11_train.ipynb #8c102fab
+@patch
+def release(self: RunLock):
+    "Remove the lock if this object holds it (never another run's)."
+    if self.mine and self.holder() == self.mine: self.path.unlink(missing_ok=True)
+    self.mine = None
 
 # %% ../nbs/11_train.ipynb #37bc6628
 def _accelerator(cfg: RunConfig) -> Accelerator:
@@ -725,6 +808,19 @@ def _resume_state(self: Trainer, generators: list[dict]) -> dict:
         generators=generators,
     )
 
+# %% ../nbs/11_train.ipynb #4820d8c9
+def _folder_bytes(folder: Path | None) -> int | None:
+    "Bytes of the files in `folder` (None for no folder): the size hint of the next checkpoint."
+    return sum(p.stat().st_size for p in folder.rglob('*') if p.is_file()) if folder else None
+
+def _disk_full(e: DiskFullError, what: str, last: Path | None) -> TrainingError:
+    "The error that stops training on a full disk: where, how much room, and which checkpoint is intact."
+    need = f"; it needs about {format_bytes(e.needed_bytes)}" if e.needed_bytes else ''
+    kept = f"The last checkpoint {last.name} is intact." if last else "No checkpoint was written yet."
+    return TrainingError(f"{what} does not fit in {e.path.parent} ({format_bytes(e.free_bytes)} free on "
+                         f"{mount_point(e.path)}{need}). {kept} Free space or set output_dir elsewhere, "
+                         "then train again with --resume latest.")
+
 # %% ../nbs/11_train.ipynb #92aaaa2a
 @patch
 def save_checkpoint(self: Trainer) -> Path | None:
@@ -734,26 +830,73 @@ def save_checkpoint(self: Trainer) -> Path | None:
     if not self.is_main_process: return None
     folder = self.output_dir/'checkpoints'/f'step_{self.step:06d}'
     state = self._resume_state(generators)
-    with atomic_path(folder) as tmp:
-        tmp.mkdir()
-        self._lora_files(tmp)
-        torch.save(state, tmp/'state.pt')
+    last = max((self.output_dir/'checkpoints').glob('step_*'), default=None)
+    try:
+        with atomic_path(folder, size_hint=_folder_bytes(last)) as tmp:
+            tmp.mkdir()
+            self._lora_files(tmp)
+            torch.save(state, tmp/'state.pt')
+    except DiskFullError as e: raise _disk_full(e, f"step {self.step}: checkpoint {folder.name}", last) from None
     for old in sorted((self.output_dir/'checkpoints').glob('step_*'))[:-self.config.keep_last_n_checkpoints]:
         shutil.rmtree(old)
     self.emit('checkpoint', folder)
     return folder
 
+# %% ../nbs/11_train.ipynb #31b863fe
+def _safetensors_problem(path: Path) -> str | None:
+    "Why `path` is not a whole safetensors file (its header, or its data cut short), or None."
+    size = path.stat().st_size
+    with open(path, 'rb') as f:
+        n = int.from_bytes(f.read(8), 'little') if size >= 8 else -1
+        if not 0 < n <= size - 8: return f"{path.name}: bad header (length {n} in a file of {size} bytes)"
+        try: header = json.loads(f.read(n))
+        except ValueError as e: return f"{path.name}: its header is not JSON ({e})"
+    try: end = max((v['data_offsets'][1] for k, v in header.items() if k != '__metadata__'), default=0)
+    except (AttributeError, KeyError, IndexError, TypeError): return f"{path.name}: its header lists no tensors"
+    if 8 + n + end != size: return f"{path.name}: {size} bytes, but its header describes {8 + n + end}"
+    return None
+
+# %% ../nbs/11_train.ipynb #1f6ce8b1
+def _state_problem(path: Path) -> str | None:
+    "Why `path` is not a whole torch file (cheap: its zip directory is read, not its tensors), or None."
+    try:
+        with zipfile.ZipFile(path) as z: names = z.namelist()
+    except (zipfile.BadZipFile, OSError) as e: return f"{path.name}: cut short or overwritten ({e})"
+    if not any(n.endswith('data.pkl') for n in names): return f"{path.name}: a zip file, but not a torch checkpoint"
+    return None
+
+# %% ../nbs/11_train.ipynb #f74e0ad3
+def checkpoint_problem(folder: Path) -> str | None:
+    "Why the checkpoint `folder` cannot be resumed from (a file missing, cut short or unreadable), or None."
+    folder = Path(folder)
+    if not (folder/'state.pt').is_file(): return "no state.pt (the training state)"
+    loras = sorted(folder.glob('lora*.safetensors'))
+    if not loras: return "no lora*.safetensors"
+    return _state_problem(folder/'state.pt') or next(filter(None, map(_safetensors_problem, loras)), None)
+
 # %% ../nbs/11_train.ipynb #5880996b
-def latest_checkpoint(output_dir: Path) -> Path | None:
-    "The newest complete checkpoint folder of a run, or None."
-    found = sorted((Path(output_dir)/'checkpoints').glob('step_[0-9]*'))
-    return found[-1] if found else None
+def latest_checkpoint(output_dir: Path, warn: bool = True) -> Path | None:
+    "The newest whole checkpoint folder of a run, or None; with `warn`, each newer damaged one is named."
+    for folder in sorted((Path(output_dir)/'checkpoints').glob('step_[0-9]*'), reverse=True):
+        if (why := checkpoint_problem(folder)) is None: return folder
+        if warn: warnings.warn(f"{folder}: damaged checkpoint, skipped: {why}.", stacklevel=2)
+    return None
 
 # %% ../nbs/11_train.ipynb #4fc1c8ed
 @patch
 def load_checkpoint(self: Trainer, folder: Path):
     "Restore everything `save_checkpoint` wrote, so that training continues exactly."
-    state = torch.load(Path(folder)/'state.pt', weights_only=True)
+    path = Path(folder)/'state.pt'
+    try: state = torch.load(path, weights_only=True)  # weights_only: runs no pickled code
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
+        raise TrainingError(f"{path}: refused or unreadable ({type(e).__name__}); checkpoints are loaded with "
+                            "torch.load(weights_only=True) and never run pickled code. Resume from another "
+                            "checkpoint (--resume latest).") from None
+    self._restore(state)
+
+@patch
+def _restore(self: Trainer, state: dict):
+    "Put the trainer in the state `state` (a checkpoint's `state.pt`) describes."
     for name, model in self.experts.items():
         set_peft_model_state_dict(self.accelerator.unwrap_model(model), state['adapters'][name])
     self.optimizer.load_state_dict(state['optimizer'])
@@ -797,7 +940,7 @@ def _micro_batches(self: Trainer, pool):
 @patch
 def _stop(self: Trainer, loss: torch.Tensor, t: torch.Tensor):
     "Raise the TrainingError of a non-finite loss at the coming step."
-    last = latest_checkpoint(self.output_dir)
+    last = latest_checkpoint(self.output_dir, warn=False)
     raise TrainingError(f"step {self.step + 1}: the loss is {loss.item()} (timesteps {t.tolist()}); training "
                         f"stopped before the weights changed. Last good checkpoint: {last or 'none'}. "
                         "Lower learning_rate, or check the data.")
@@ -865,9 +1008,12 @@ def _save_final(self: Trainer) -> Path:
     final = self.output_dir/'final'
     self.accelerator.wait_for_everyone()
     if self.is_main_process:
-        with atomic_path(final) as tmp:
-            tmp.mkdir()
-            self._lora_files(tmp)
+        try:
+            with atomic_path(final) as tmp:
+                tmp.mkdir()
+                self._lora_files(tmp)
+        except DiskFullError as e:
+            raise _disk_full(e, f"step {self.step}: the final LoRA", latest_checkpoint(self.output_dir)) from None
     return final
 
 # %% ../nbs/11_train.ipynb #1614b612
@@ -879,31 +1025,123 @@ def _phase(self: Trainer, name: str):
     yield
     self.phase_memory_mb[name] = round(peak_memory_mb(self.device), 1)
 
+# %% ../nbs/11_train.ipynb #2c47e8a2
+@patch
+def _readable_state(self: Trainer, folder: Path) -> tuple[dict | None, str | None]:
+    "(state.pt's contents, None) if `folder` is a whole checkpoint, else (None, why not)."
+    if why := checkpoint_problem(folder): return None, why
+    try: return torch.load(folder/'state.pt', weights_only=True), None
+    except Exception as e: return None, f"state.pt cannot be read ({type(e).__name__}: {e})"
+
 # %% ../nbs/11_train.ipynb #446b4774
 @patch
 def _resume(self: Trainer, resume: str | Path) -> Path:
-    "Restore the checkpoint `resume` names ('latest' or a checkpoint folder); its folder."
-    folder = latest_checkpoint(self.output_dir) if str(resume) == 'latest' else Path(resume)
-    if folder is None:
-        raise TrainingError(f"{self.output_dir}: no checkpoint to resume; train without --resume first.")
-    self.load_checkpoint(folder)
-    return folder
+    "Restore the checkpoint `resume` names: a folder, or 'latest' (the newest whole one; damaged ones warned)."
+    if str(resume) != 'latest':
+        if why := checkpoint_problem(resume):
+            raise TrainingError(f"{resume}: cannot resume from it: {why}. Name another checkpoint, or use "
+                                "--resume latest (the newest whole one).")
+        self.load_checkpoint(resume)
+        return Path(resume)
+    found, bad = sorted((self.output_dir/'checkpoints').glob('step_[0-9]*'), reverse=True), []
+    for folder in found:
+        state, why = self._readable_state(folder)
+        if why is None:
+            self._restore(state)
+            return folder
+        warnings.warn(f"{folder}: damaged checkpoint, skipped: {why}.", stacklevel=3)
+        bad.append(f"  {folder.name}: {why}")
+    if not found: raise TrainingError(f"{self.output_dir}: no checkpoint to resume; train without --resume first.")
+    raise TrainingError(f"{self.output_dir}: no whole checkpoint to resume from; found:\n" + '\n'.join(bad) +
+                        "\nRestore one from a backup, or train without --resume (from step 0).")
+
+# %% ../nbs/11_train.ipynb #f70b4d13
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+# %% ../nbs/11_train.ipynb #ef30d065
+@patch
+def _on_signal(self: Trainer, signum: int, frame=None):
+    "The SIGINT/SIGTERM handler: in the loop, the first asks to stop after this step; else stop at once."
+    name = signal.Signals(signum).name
+    if self._signals or not self._in_loop:
+        if signum == signal.SIGINT: raise KeyboardInterrupt(name)
+        raise SystemExit(128 + signum)
+    self._signals.append(name)
+    print(f"{name}: finishing step {self.step + 1}, then writing a checkpoint; {name} again stops at once.",
+          file=sys.stderr, flush=True)
+
+# %% ../nbs/11_train.ipynb #67549a7c
+@patch
+@contextlib.contextmanager
+def _signals_caught(self: Trainer):
+    "Handle SIGINT and SIGTERM with `_on_signal` (main thread only: Python's rule); restore the previous handlers."
+    self._signals, self._in_loop = [], False
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {s: signal.signal(s, self._on_signal) for s in _STOP_SIGNALS}
+    try: yield
+    finally:
+        for s, handler in saved.items(): signal.signal(s, signal.SIG_DFL if handler is None else handler)
+
+# %% ../nbs/11_train.ipynb #8f4c634f
+@patch
+def _stop_signal(self: Trainer) -> str | None:
+    "The stop signal any process received ('SIGINT' or 'SIGTERM'), the same on every process; None if none."
+    num = signal.Signals[self._signals[0]].value if self._signals else 0
+    if self.accelerator.num_processes > 1:
+        num = int(self.accelerator.gather(torch.tensor([num], device=self.device)).max())
+    return signal.Signals(num).name if num else None
+
+# %% ../nbs/11_train.ipynb #fda418bd
+@patch
+def _interrupt(self: Trainer, name: str, checkpointed: bool = False):
+    "Write this step's checkpoint (unless `checkpointed` already) and raise TrainingInterrupted."
+    if not checkpointed: self.save_checkpoint()
+    for cb in self.callbacks:
+        if isinstance(cb, ProgressBar): cb.bar.close()  # the message then follows the bar
+    raise TrainingInterrupted(name, self.step, self.output_dir/'checkpoints'/f'step_{self.step:06d}')
+
+# %% ../nbs/11_train.ipynb #1181a0c9
+@patch
+@contextlib.contextmanager
+def _run_lock(self: Trainer):
+    "Hold the output folder's `RunLock` (main process) while the block runs."
+    lock = RunLock(self.output_dir).acquire() if self.is_main_process else None
+    try: yield
+    finally:
+        if lock: lock.release()
+
+# %% ../nbs/11_train.ipynb #0208b18b
+@patch
+def _report_error(self: Trainer, error: BaseException):
+    "Tell every callback that training stopped with `error`; a callback that fails in turn only warns."
+    for cb in self.callbacks:
+        try: cb.on_train_error(self, error)
+        except Exception as e: warnings.warn(f"{type(cb).__name__}.on_train_error failed: {e}")
 
 # %% ../nbs/11_train.ipynb #1ade11b4
 @patch
 def train(self: Trainer, resume: str | Path | None = None) -> Path:
     "Run (or, with `resume` = 'latest' or a checkpoint folder, continue) training; the final LoRA's folder."
-    self._check_model()
-    with self._phase('cache'): self._setup_data()
-    with self._phase('load'): self._setup_model()
-    if resume: self._resume(resume)
-    self.emit('train_begin')
-    with concurrent.futures.ThreadPoolExecutor(1) as pool, self._phase('train'):
-        batches = self._micro_batches(pool)
-        while self.step < self.config.max_train_steps:
-            epoch_before = self.epoch
-            self.emit('step_end', self._optimizer_step(batches))
-            if self._checkpoint_due(epoch_before): self.save_checkpoint()
-    final = self._save_final()
-    self.emit('train_end', final)
+    with self._run_lock(), self._signals_caught():
+        self._check_model()
+        with self._phase('cache'): self._setup_data()
+        with self._phase('load'): self._setup_model()
+        if resume: self._resume(resume)
+        self.emit('train_begin')
+        try:
+            with concurrent.futures.ThreadPoolExecutor(1) as pool, self._phase('train'):
+                batches, self._in_loop = self._micro_batches(pool), True
+                while self.step < self.config.max_train_steps:
+                    epoch_before = self.epoch
+                    self.emit('step_end', self._optimizer_step(batches))
+                    if due := self._checkpoint_due(epoch_before): self.save_checkpoint()
+                    if name := self._stop_signal(): self._interrupt(name, checkpointed=due)
+                self._in_loop = False
+            final = self._save_final()
+        except BaseException as e:
+            self._report_error(e)
+            raise
+        self.emit('train_end', final)
     return final

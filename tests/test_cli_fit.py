@@ -34,14 +34,16 @@ def test_a_run_that_does_not_fit_exits_1_with_the_change(tmp_path, tiny_model_di
     assert 'does not fit' in r.stdout and 'Smallest change that fits' in r.stdout and 'blocks_to_swap' in r.stdout
 
 
-def test_usage_errors_exit_2(tmp_path, tiny_model_dir, demo_dir):
+def test_usage_errors_exit_2(tmp_path, tiny_model_dir, demo_dir, capsys):
+    "In-process (`main`), so that five refusals cost one import."
+    from wan_nb.cli import main
     run = run_toml(tmp_path, tiny_model_dir, demo_dir)
     for args, says in [(['--set', 'model=/not/downloaded'], 'model_type'), (['--gpu-memory', '0'], '--gpu-memory'),
                        (['--set', 'blocks_to_swap=99'], 'blocks_to_swap = 99'), (['--set', 'nope=1'], 'nope')]:
-        r = wan_nb('fit', run, *args)
-        assert r.returncode == 2 and says in r.stderr and 'Traceback' not in r.stderr, (args, r.stderr)
-    r = wan_nb('fit', tmp_path/'missing.toml')
-    assert r.returncode == 2 and 'missing.toml' in r.stderr
+        code, err = main(['fit', str(run), *args]), capsys.readouterr().err
+        assert code == 2 and says in err and 'Traceback' not in err, (args, err)
+    code, err = main(['fit', str(tmp_path/'missing.toml')]), capsys.readouterr().err
+    assert code == 2 and 'missing.toml' in err
 
 
 def test_plan_with_run_prints_the_memory_table(tmp_path, tiny_model_dir, demo_dir):

@@ -1124,8 +1124,8 @@ def _report_error(self: Trainer, error: BaseException):
 @patch
 def train(self: Trainer, resume: str | Path | None = None) -> Path:
     "Run (or, with `resume` = 'latest' or a checkpoint folder, continue) training; the final LoRA's folder."
+    self._check_model()  # before the lock: a refused model leaves no run folder behind
     with self._run_lock(), self._signals_caught():
-        self._check_model()
         with self._phase('cache'): self._setup_data()
         with self._phase('load'): self._setup_model()
         if resume: self._resume(resume)

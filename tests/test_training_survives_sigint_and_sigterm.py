@@ -122,3 +122,13 @@ def test_sigterm_to_a_job_checkpoints_and_ends_its_run_killed(tiny_model_dir, de
     run = MlflowClient().get_run(run_folder.name)  # a tracked job writes into <output_dir>/<run id>
     assert run.info.status == 'KILLED'
     assert f'TrainingInterrupted: interrupted by SIGTERM at step {k}; checkpoint step_{k:06d}' in run.data.tags['wan_nb.error']
+    checkpoint = run.data.tags['wan_nb.checkpoint']
+    assert checkpoint.endswith(f'step_{k:06d}') and f'-p resume {checkpoint}' in out
+
+    more = dict(params, max_train_steps=k + 2, resume=checkpoint)  # the KILLED job continued as a job
+    args = [WAN_NB, 'run', 'nbs/jobs/train_lora.ipynb', '--out-dir', str(tmp_path/'notebooks'),
+            *(x for key, v in more.items() for x in ('-p', key, str(v)))]
+    done = subprocess.run(args, capture_output=True, text=True, env=env(), cwd=repo_root(), timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    resumed = [f for f in (tmp_path/'jobs').glob('*/events.jsonl') if f.parent != run_folder]
+    assert steps(resumed[0]) == [k + 1, k + 2]  # it went on from step k

@@ -517,6 +517,7 @@ def _report_job(job: dict) -> int:
     tags = MlflowClient(tracking_uri()).get_run(job['run_id']).data.tags if job.get('run_id') else {}
     if 'wan_nb.lora' in tags: print(f"LoRA: {tags['wan_nb.lora']}")
     if job['status'] == 'FINISHED': return 0
+    if 'wan_nb.checkpoint' in tags: print(f"to continue: the same command with -p resume {tags['wan_nb.checkpoint']}")
     code = 128 + signal.Signals[job['signal']] if job.get('signal') else _FAILED  # 130 / 143 after Ctrl-C / SIGTERM
     return _error(f"{job['error']}; the executed notebook shows where: {job['notebook']}", code)
 

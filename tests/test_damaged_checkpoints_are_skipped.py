@@ -12,13 +12,6 @@ from safetensors.torch import load_file
 
 from wan_nb.cli import main
 
-SMALL = '''[general]
-enable_bucket = true
-[[datasets]]
-image_directory = "images"
-cache_directory = "cache/resume_images"
-resolution = [64, 64]
-'''
 
 
 def cut(p: Path): p.write_bytes(p.read_bytes()[:p.stat().st_size // 2])
@@ -33,11 +26,9 @@ DAMAGES = {  # what is done to a checkpoint folder, and what the warning must sa
 
 
 @pytest.fixture
-def run(tiny_model_dir, demo_dir):
-    config = demo_dir/'damaged.toml'
-    config.write_text(SMALL)
+def run(tiny_model_dir, images_dataset):
     def train(out, *extra):
-        sets = [f'model="{tiny_model_dir}"', f'dataset="{config}"', f'output_dir="{out}"', 'rank=4', 'seed=5',
+        sets = [f'model="{tiny_model_dir}"', f'dataset="{images_dataset}"', f'output_dir="{out}"', 'rank=4', 'seed=5',
                 'max_train_steps=6', 'checkpoint_every_n_steps=2', 'keep_last_n_checkpoints=3']
         return main(['train', *(x for s in sets for x in ('--set', s)), '--no-track', *extra])
     return train

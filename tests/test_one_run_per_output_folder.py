@@ -15,18 +15,10 @@ import pytest
 
 from wan_nb.cli import main
 
-SMALL = '''[general]
-enable_bucket = true
-[[datasets]]
-image_directory = "images"
-cache_directory = "cache/resume_images"
-resolution = [64, 64]
-'''
 
 
-def test_second_run_is_refused_and_a_killed_runs_lock_is_taken_over(tiny_model_dir, demo_dir, tmp_path, capsys):
-    config, out = demo_dir/'lock.toml', tmp_path/'run'
-    config.write_text(SMALL)
+def test_second_run_is_refused_and_a_killed_runs_lock_is_taken_over(tiny_model_dir, images_dataset, tmp_path, capsys):
+    config, out = images_dataset, tmp_path/'run'
     sets = lambda steps: [x for s in [f'model="{tiny_model_dir}"', f'dataset="{config}"', f'output_dir="{out}"',
                                       'rank=4', f'max_train_steps={steps}'] for x in ('--set', s)]
     env = {**os.environ, 'OMP_NUM_THREADS': '1'}

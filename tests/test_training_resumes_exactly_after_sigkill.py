@@ -12,18 +12,6 @@ import torch
 from safetensors.torch import load_file
 
 
-SMALL = '''[general]
-enable_bucket = true
-[[datasets]]
-image_directory = "images"
-cache_directory = "cache/resume_images"
-resolution = [64, 64]
-[[datasets]]
-video_directory = "videos"
-cache_directory = "cache/resume_heads"
-resolution = [64, 32]
-target_frames = [1, 5]
-'''
 STEPS, EVERY = 200, 20
 
 
@@ -36,9 +24,8 @@ def losses(out):
     return [json.loads(l)['loss'] for l in (Path(out)/'events.jsonl').read_text().splitlines()]
 
 
-def test_sigkill_then_resume_equals_uninterrupted(tiny_model_dir, demo_dir, tmp_path):
-    config = demo_dir/'resume.toml'
-    config.write_text(SMALL)
+def test_sigkill_then_resume_equals_uninterrupted(tiny_model_dir, stills_and_clips_dataset, tmp_path):
+    config = stills_and_clips_dataset
     wan_nb = str(Path(sys.executable).parent/'wan-nb')
     env = {**os.environ, 'OMP_NUM_THREADS': '1'}  # the same kernels in every run
     train = lambda out: [wan_nb, 'train', *(x for s in settings(tiny_model_dir, config, tmp_path/out) for x in ('--set', s))]

@@ -17,18 +17,6 @@ from safetensors.torch import load_file
 from wan_nb.core import repo_root
 from wan_nb.train import Trainer, checkpoint_problem, load_run_config
 
-SMALL = '''[general]
-enable_bucket = true
-[[datasets]]
-image_directory = "images"
-cache_directory = "cache/resume_images"
-resolution = [64, 64]
-[[datasets]]
-video_directory = "videos"
-cache_directory = "cache/resume_heads"
-resolution = [64, 32]
-target_frames = [1, 5]
-'''
 STEPS = 120
 WAN_NB = str(Path(sys.executable).parent/'wan-nb')
 
@@ -65,9 +53,8 @@ def interrupt(args, events: Path, sig: int, after: int):
     return proc.returncode, err
 
 
-def test_sigint_and_sigterm_checkpoint_then_resume_equals_uninterrupted(tiny_model_dir, demo_dir, tmp_path):
-    config = demo_dir/'resume.toml'
-    config.write_text(SMALL)
+def test_sigint_and_sigterm_checkpoint_then_resume_equals_uninterrupted(tiny_model_dir, stills_and_clips_dataset, tmp_path):
+    config = stills_and_clips_dataset
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the reference runs here, with the kernels of the OMP_NUM_THREADS=1 processes
     reference = Trainer(load_run_config(overrides=settings(tiny_model_dir, config, tmp_path/'ref')), progress=False)
@@ -99,9 +86,8 @@ def test_sigint_and_sigterm_checkpoint_then_resume_equals_uninterrupted(tiny_mod
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_sigterm_to_a_job_checkpoints_and_ends_its_run_killed(tiny_model_dir, demo_dir, tmp_path):
-    config = demo_dir/'resume.toml'
-    config.write_text(SMALL)
+def test_sigterm_to_a_job_checkpoints_and_ends_its_run_killed(tiny_model_dir, stills_and_clips_dataset, tmp_path):
+    config = stills_and_clips_dataset
     params = dict(model=tiny_model_dir, dataset=config, output_dir=tmp_path/'jobs', rank=4, max_train_steps=100_000,
                   checkpoint_every_n_steps=100_000, validate_every_n_steps=None, sample_prompts=None)
     args = [WAN_NB, 'run', 'nbs/jobs/train_lora.ipynb', '--out-dir', str(tmp_path/'notebooks'),

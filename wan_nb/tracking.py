@@ -17,7 +17,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH
 
-from .train import Callback
+from .train import Callback, TrainingInterrupted
 
 # %% auto #0
 __all__ = ['PACKAGES', 'KEY_PARAMS', 'tracking_uri', 'artifact_location', 'setup_tracking', 'reset_tracking', 'run_record',
@@ -195,7 +195,7 @@ def _join(run_id: str, system_metrics: bool = False) -> mlflow.ActiveRun:
 # %% ../nbs/15_tracking.ipynb #5f9d558f
 def _interrupted(e: BaseException) -> bool:
     "True for `wan_nb.train.TrainingInterrupted` (Ctrl-C or SIGTERM, a checkpoint written) and KeyboardInterrupt."
-    return isinstance(e, KeyboardInterrupt) or any(c.__name__ == 'TrainingInterrupted' for c in type(e).__mro__)
+    return isinstance(e, (KeyboardInterrupt, TrainingInterrupted))
 
 def _stop_tags(e: BaseException) -> dict[str, str]:
     "Tags of a run stopped by `e`: the checkpoint an interruption wrote and the signal, or the error."

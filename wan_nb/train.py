@@ -14,9 +14,10 @@ from pathlib import Path
 # %% auto #0
 __all__ = ['RunConfig', 'parse_option', 'load_run_config', 'lora_target_modules', 'add_lora', 'weights_dtype',
            'uses_checkpointing', 'draw_timesteps', 'sample_timesteps', 'timestep_window', 'timestep_quantiles',
-           'plot_timesteps', 'noisy_input', 'transformer_timestep', 'epoch_batches', 'load_batch', 'StepEvent',
-           'Callback', 'ProgressBar', 'EventLog', 'TrainingError', 'TrainingInterrupted', 'RunLock', 'Trainer',
-           'checkpoint_problem', 'latest_checkpoint', 'peak_memory_mb']
+           'plot_timesteps', 'noisy_input', 'transformer_timestep', 'model_task', 'first_frame_mask', 'model_inputs',
+           'scored_frames', 'epoch_batches', 'load_batch', 'StepEvent', 'Callback', 'ProgressBar', 'EventLog',
+           'TrainingError', 'TrainingInterrupted', 'RunLock', 'Trainer', 'checkpoint_problem', 'latest_checkpoint',
+           'peak_memory_mb']
 
 # %% ../nbs/11_train.ipynb #1e6cedc6
 import torch
@@ -32,7 +33,7 @@ from .cache import MAX_SEQUENCE_LENGTH, CacheEntry, build_cache, load_entry, mod
 from .lora_io import TARGET_PRESETS, lora_from_peft_model, parse_blocks, target_pattern, write_lora
 from .models import identify_model, load_wan, model_source
 from .offload import BlockSwap, enable_checkpointing, trade_experts
-from .plan import DatasetPlan, plan_dataset
+from .plan import DatasetPlan, load_dataset_config, plan_dataset
 
 # %% ../nbs/11_train.ipynb #8474393a
 @dataclass
@@ -414,6 +415,55 @@ def transformer_timestep(t: torch.Tensor | float) -> torch.Tensor | float:
     "`t` in [0, 1] on the 0 ... 1000 scale `WanTransformer3DModel` takes."
     return t * 1000
 
+# %% ../nbs/11_train.ipynb #9a73db09
+def model_task(config) -> str:
+    "'t2v', 'i2v' or 'ti2v' from a `WanTransformer3DModel` config: I2V reads 20 more channels, TI2V has 48-channel latents."
+    if config.in_channels == config.out_channels + 20: return 'i2v'
+    return 'ti2v' if config.out_channels == 48 else 't2v'
+
+# %% ../nbs/11_train.ipynb #e6d4bc52
+def first_frame_mask(latents: torch.Tensor) -> torch.Tensor:
+    "Wan I2V's 4-channel mask beside `latents` (B, C, T, H, W): 1 on latent frame 0 (the given image), 0 elsewhere."
+    b, _, f, h, w = latents.shape
+    mask = latents.new_zeros(b, 4, f, h, w)
+    mask[:, :, 0] = 1
+    return mask
+
+# %% ../nbs/11_train.ipynb #40e2062f
+def _conditions_first_frame(task: str, latents: torch.Tensor) -> bool:
+    "True when TI2V replaces latent frame 0 by the clean one: videos only (a still has no later frame to predict)."
+    return task == 'ti2v' and latents.shape[2] > 1
+
+# %% ../nbs/11_train.ipynb #a7e92281
+def _token_timesteps(t: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+    "TI2V's per-token timesteps (B, tokens): 0 on latent frame 0's tokens, `t` on the rest (patches of 2x2)."
+    _, _, f, h, w = latents.shape
+    per_token = torch.ones(f, h // 2, w // 2)
+    per_token[0] = 0
+    return transformer_timestep(t).view(-1, 1) * per_token.flatten()
+
+# %% ../nbs/11_train.ipynb #7be6010a
+def model_inputs(task: str,  # 't2v', 'i2v' or 'ti2v' (`model_task`)
+                 xt: torch.Tensor,  # noisy latents (B, C, T, H, W)
+                 t: torch.Tensor,  # timesteps (B,) in [0, 1]
+                 batch: dict,  # `load_batch`'s tensors: latents, text, and y / image for I2V
+                 device=None, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    "The keyword arguments of the transformer call, as the diffusers pipeline of `task` builds them."
+    timestep = transformer_timestep(t)
+    if task == 'i2v': xt = torch.cat([xt, first_frame_mask(xt), batch['y']], dim=1)
+    if _conditions_first_frame(task, xt):
+        xt = torch.cat([batch['latents'][:, :, :1], xt[:, :, 1:]], dim=2)
+        timestep = _token_timesteps(t, xt)
+    kw = dict(hidden_states=xt, encoder_hidden_states=batch['text'])
+    if task == 'i2v' and 'image' in batch: kw['encoder_hidden_states_image'] = batch['image']
+    kw = {k: v.to(device, dtype) for k, v in kw.items()}
+    return dict(kw, timestep=timestep.to(device), return_dict=False)
+
+# %% ../nbs/11_train.ipynb #fe101c2a
+def scored_frames(task: str, x: torch.Tensor) -> torch.Tensor:
+    "The latent frames of `x` (B, C, T, H, W) the loss scores: all, or for TI2V videos all but the given frame 0."
+    return x[:, :, 1:] if _conditions_first_frame(task, x) else x
+
 # %% ../nbs/11_train.ipynb #00817bd5
 def epoch_batches(entries: list[CacheEntry], plan: DatasetPlan, seed: int,
                   epoch: int) -> list[list[CacheEntry]]:
@@ -441,15 +491,14 @@ def _pad_text(text: torch.Tensor) -> torch.Tensor:
 # %% ../nbs/11_train.ipynb #65f74df1
 def load_batch(batch: list[CacheEntry], plan: DatasetPlan | None = None, seed: int = 0, epoch: int = 0,
                index: int = 0) -> dict[str, torch.Tensor]:
-    "Stacked `latents` (B, 16, T, H, W) and zero-padded `text` (B, 512, D); caption dropout as the plan says."
-    latents, texts = [], []
+    "Stacked `latents` (B, C, T, H, W), zero-padded `text` (B, 512, D), and I2V's `y` / `image` where cached."
+    loaded = []
     for i, entry in enumerate(batch):
         rate = plan.datasets[entry.item.dataset].caption_dropout if plan else 0.0
         drop = rate > 0 and random.Random(f'{seed}/{epoch}/{index}/{i}').random() < rate
         tensors = load_entry(entry, drop_caption=drop)  # reads only the text this item uses
-        latents.append(tensors['latents'])
-        texts.append(_pad_text(tensors['text']))
-    return dict(latents=torch.stack(latents).float(), text=torch.stack(texts).float())
+        loaded.append(dict(tensors, text=_pad_text(tensors['text'])))
+    return {k: torch.stack([t[k] for t in loaded]).float() for k in loaded[0]}
 
 # %% ../nbs/11_train.ipynb #3b28cf21
 @dataclass
@@ -619,18 +668,23 @@ def emit(self: Trainer, name: str, *args):
     "Call `on_<name>(self, *args)` on every callback, in order."
     for cb in self.callbacks: getattr(cb, f'on_{name}')(self, *args)
 
-# %% ../nbs/11_train.ipynb #4858548a
-_TASK_NAMES = {'i2v': 'an image-to-video model', 'ti2v': 'a text-image-to-video (TI2V) model'}
+# %% ../nbs/11_train.ipynb #ab2cff90
+def _refuse_stills(dataset: Path, model: Path, variant: str):
+    "Refuse an image-to-video run on single frames: images, or `target_frames` 1 (frame 0 is given, nothing is left)."
+    stills = [f"[[{'val_' if s.split == 'val' else ''}datasets]] {s.index} ({s.source_as_written}: "
+              f"{'images' if s.kind == 'image' else 'target_frames 1'})"
+              for s in load_dataset_config(dataset).datasets if s.kind == 'image' or 1 in s.target_frames]
+    if stills:
+        raise TrainingError(f"{dataset}: {model} is {variant}, an image-to-video model: it is given frame 0 and "
+                            f"predicts the frames after it, so a single frame has nothing to predict. Remove "
+                            f"{'; '.join(stills)} from the dataset config (or drop 1 from target_frames), or train "
+                            "a text-to-video or TI2V model on them.")
 
 # %% ../nbs/11_train.ipynb #bcb1ccd6
 @patch
 def _check_model(self: Trainer):
     "Refuse a model or timestep window this run cannot train; set the experts' roles, boundary and windows."
     cfg, info = self.config, identify_model(self.source)
-    if info.task != 't2v':
-        raise TrainingError(f"{self.model_dir}: {_TASK_NAMES[info.task]}; only text-to-video Wan 2.1 / 2.2 models "
-                            f"(transformer in_channels 16) train today, and this is {info.variant} with "
-                            f"in_channels {info.in_channels}.")
     dual = info.experts == 2
     if cfg.expert in ('high', 'low') and not dual:
         raise TrainingError(f"{self.model_dir}: expert = {cfg.expert!r} needs both Wan 2.2 A14B experts "
@@ -642,6 +696,7 @@ def _check_model(self: Trainer):
     if cfg.blocks_to_swap and self.accelerator.num_processes > 1:
         raise TrainingError(f"blocks_to_swap = {cfg.blocks_to_swap} with {self.accelerator.num_processes} processes: "
                             "block swap trains on one GPU; use one process, or 8-bit weights without swapping.")
+    if info.task == 'i2v': _refuse_stills(cfg.dataset, self.model_dir, info.variant)
     self.model_info, self.boundary = info, info.boundary_ratio
     self.roles = {'high': ['high'], 'low': ['low']}.get(cfg.expert, ['high', 'low'] if dual else ['single'])
     self.windows = {r: timestep_window(cfg, self.boundary, r) for r in self.roles}
@@ -747,13 +802,12 @@ def _loss(self: Trainer, model, batch: dict, window) -> tuple[torch.Tensor, torc
     t = sample_timesteps(self.config, len(x0), self.rng, window)
     noise = torch.randn(x0.shape, generator=self.rng)
     xt, target = noisy_input(x0, noise, t)
+    task = self.model_info.task
     mixed = self.accelerator.mixed_precision != 'no'
     with self.accelerator.autocast() if mixed else contextlib.nullcontext():
-        pred = model(hidden_states=xt.to(self.device, self.dtype),
-                     timestep=transformer_timestep(t).to(self.device),
-                     encoder_hidden_states=batch['text'].to(self.device, self.dtype),
-                     return_dict=False)[0]
-    return torch.nn.functional.mse_loss(pred.float(), target.to(self.device).float()), t
+        pred = model(**model_inputs(task, xt, t, batch, self.device, self.dtype))[0]
+    scored = lambda x: scored_frames(task, x.float())
+    return torch.nn.functional.mse_loss(scored(pred), scored(target.to(self.device))), t
 
 # %% ../nbs/11_train.ipynb #be27bba2
 @patch
@@ -769,7 +823,8 @@ def lora_metadata(self: Trainer) -> dict[str, str]:
         'ss_seed': str(cfg.seed),
         'ss_steps': str(self.step),
         'ss_epoch': str(self.epoch),
-        'ss_base_model_version': 'wan2.2' if self.boundary else 'wan2.1',
+        'ss_base_model_version': 'wan2.2' if self.boundary or self.model_info.task == 'ti2v' else 'wan2.1',
+        'wan_nb.task': self.model_info.task,
         'wan_nb.run': json.dumps(dataclasses.asdict(cfg)),
         'wan_nb.plan_fingerprint': self.plan.fingerprint,
         'wan_nb.step': str(self.step),
@@ -792,6 +847,13 @@ def _generator_states(self: Trainer) -> list[dict]:
     mine = dict(rng=self.rng.get_state(), torch_rng=torch.get_rng_state(), cuda_rng=cuda)
     return gather_object([mine])
 
+# %% ../nbs/11_train.ipynb #cb4e98db
+@patch
+def _model_record(self: Trainer) -> dict[str, str]:
+    "Which model the adapters were trained on, as a checkpoint records it: its path, variant and task."
+    info = self.model_info
+    return dict(model=str(self.model_dir), variant=info.variant, task=info.task)
+
 # %% ../nbs/11_train.ipynb #73f40966
 @patch
 def _resume_state(self: Trainer, generators: list[dict]) -> dict:
@@ -806,6 +868,7 @@ def _resume_state(self: Trainer, generators: list[dict]) -> dict:
         optimizer=self.optimizer.state_dict(),
         lr_schedule=self.lr_schedule.state_dict(),
         generators=generators,
+        model=self._model_record(),
     )
 
 # %% ../nbs/11_train.ipynb #4820d8c9
@@ -882,6 +945,20 @@ def latest_checkpoint(output_dir: Path, warn: bool = True) -> Path | None:
         if warn: warnings.warn(f"{folder}: damaged checkpoint, skipped: {why}.", stacklevel=2)
     return None
 
+# %% ../nbs/11_train.ipynb #7c2744ff
+_TASKS = {'t2v': 'text-to-video', 'i2v': 'image-to-video', 'ti2v': 'TI2V'}
+
+@patch
+def _refuse_other_task(self: Trainer, trained_on: dict | None):
+    "Refuse adapters trained for another task (a T2V LoRA on an I2V model has the same layer names, not the same job)."
+    now = self._model_record()
+    if trained_on is None or trained_on['task'] == now['task']: return
+    raise TrainingError(
+        f"{self.output_dir}: the checkpoint's LoRA was trained on {trained_on['model']} ({trained_on['variant']}, "
+        f"{_TASKS[trained_on['task']]}), and this run's model is {now['model']} ({now['variant']}, "
+        f"{_TASKS[now['task']]}); a LoRA does not carry over between tasks. Resume with the model it was trained "
+        "on, or start a new run (another output_dir) without --resume.")
+
 # %% ../nbs/11_train.ipynb #4fc1c8ed
 @patch
 def load_checkpoint(self: Trainer, folder: Path):
@@ -897,6 +974,7 @@ def load_checkpoint(self: Trainer, folder: Path):
 @patch
 def _restore(self: Trainer, state: dict):
     "Put the trainer in the state `state` (a checkpoint's `state.pt`) describes."
+    self._refuse_other_task(state.get('model'))
     for name, model in self.experts.items():
         set_peft_model_state_dict(self.accelerator.unwrap_model(model), state['adapters'][name])
     self.optimizer.load_state_dict(state['optimizer'])

@@ -19,7 +19,7 @@ from fastcore.basics import patch
 
 # %% ../nbs/13_validate.ipynb #63d01bf7
 from .cache import CacheEntry
-from .train import Callback, RunConfig, load_batch, noisy_input, timestep_quantiles, transformer_timestep
+from .train import Callback, RunConfig, load_batch, model_inputs, model_task, noisy_input, scored_frames, timestep_quantiles
 
 # %% ../nbs/13_validate.ipynb #82058a94
 def _item_key(e: CacheEntry) -> str:
@@ -54,15 +54,10 @@ def evaluation_batches(entries: list[CacheEntry], batch_size: int = 8) -> list[t
 # %% ../nbs/13_validate.ipynb #40f1f5d3
 def _squared_errors(model, chunk: list[CacheEntry], batch: dict, k: int, t: float, device) -> torch.Tensor:
     "Per-item flow-matching MSE of one batch at `t`, the `k`th timestep, with the items' fixed noise."
-    x0 = batch['latents']
+    x0, task = batch['latents'], model_task(model.config)
     xt, target = noisy_input(x0, torch.stack([_noise(e, k, x0.shape[1:]) for e in chunk]), t)
-    pred = model(
-        hidden_states=xt.to(device),
-        timestep=torch.full((len(chunk),), transformer_timestep(t), device=device),
-        encoder_hidden_states=batch['text'].to(device),
-        return_dict=False,
-    )[0]
-    return ((pred.float() - target.to(device).float()) ** 2).mean(dim=(1, 2, 3, 4))
+    pred = model(**model_inputs(task, xt, torch.full((len(chunk),), t), batch, device))[0]
+    return (scored_frames(task, pred.float() - target.to(device).float()) ** 2).mean(dim=(1, 2, 3, 4))
 
 # %% ../nbs/13_validate.ipynb #75e18d14
 @torch.no_grad()

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from .buckets import (EXTRACTION_MODES, bucket_for, floor16, frame_windows, latent_shape, latent_tokens,
                             round_target_frames)
 from .core import atomic_path
-from .media import (IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, WAN_FPS, MediaError, ProbeCache, is_video,
+from .media import (IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, WAN_FPS, MediaError, ProbeCache, is_image, is_video,
                           source_frame_indices)
 
 # %% auto #0
@@ -30,7 +30,7 @@ COMMON_KEYS = {'resolution': [960, 544], 'caption_extension': '.txt', 'batch_siz
 IMAGE_KEYS = {'image_directory': None, 'image_jsonl_file': None, 'cache_directory': None}
 VIDEO_KEYS = {'video_directory': None, 'video_jsonl_file': None, 'cache_directory': None,
               'target_frames': [1], 'frame_extraction': 'head', 'frame_stride': 1, 'frame_sample': 1,
-              'max_frames': 129, 'source_fps': None}
+              'max_frames': 129, 'source_fps': None, 'control_directory': None}
 
 # %% ../nbs/06_plan.ipynb #c1e27e84
 # wan-nb extensions: allowed in [general] and in any dataset
@@ -68,6 +68,7 @@ class DatasetSpec:
     default_caption: str | None = None
     trigger: str | None = None
     caption_dropout: float = 0.0
+    control_directory: Path | None = None  # control images (image-to-video), paired by name stem
 
     @property
     def resampled(self) -> bool: return bool(self.source_fps or self.target_fps)
@@ -103,6 +104,10 @@ def _resolution(value, where: str, config: Path, enable_bucket: bool, warnings: 
 def _dataset_values(entry: dict, general: dict, where: str, config: Path) -> tuple[str, dict]:
     "The dataset's kind and its values: defaults, then [general], then its own keys (unknown ones refused)."
     kind = 'video' if {'video_directory', 'video_jsonl_file'} & set(entry) else 'image'
+    if kind == 'image' and 'control_directory' in entry:
+        raise ConfigError(f"{config}: {where} has control_directory, but a control image is the first frame of "
+                          "a clip (image-to-video) and an image dataset has no clips; move it to a video "
+                          "dataset or remove it.")
     own = IMAGE_KEYS if kind == 'image' else VIDEO_KEYS
     _unknown_keys(where, set(entry), set(COMMON_KEYS) | set(own) | set(EXTENSION_KEYS), config)
     # image datasets simply ignore the video keys
@@ -154,17 +159,34 @@ def _cache_directory(v: dict, source: Path, config: Path) -> Path:
     if v['cache_directory']: return (config.parent/v['cache_directory']).resolve()
     return source if source.is_dir() else source.parent
 
+# %% ../nbs/06_plan.ipynb #373e05cd
+def _control_directory(v: dict, key: str, where: str, config: Path) -> Path | None:
+    "The dataset's `control_directory` from the config's folder, which must be a folder; None without one."
+    written = v['control_directory']
+    if not written: return None
+    if 'jsonl' in key:
+        raise ConfigError(f"{config}: {where} has control_directory with {key}; a JSONL dataset names each "
+                          "clip's control image on its line, as \"control_path\" (musubi's key). Move them there "
+                          "and remove control_directory.")
+    path = (config.parent/written).resolve()
+    if not path.is_dir():
+        raise ConfigError(f"{config}: {where} control_directory = {written!r}: {path} is not a folder; "
+                          "fix the path.")
+    return path
+
 # %% ../nbs/06_plan.ipynb #443eb934
 _PLAIN_KEYS = ('caption_extension', 'batch_size', 'num_repeats', 'enable_bucket', 'bucket_no_upscale',
                'frame_extraction', 'frame_stride', 'frame_sample', 'max_frames', 'source_fps', 'target_fps',
                'default_caption', 'trigger')  # DatasetSpec fields taken as written
 
 # %% ../nbs/06_plan.ipynb #aa0179d2
-def _outside_notes(config: Path, where: str, source: Path, cache: Path) -> list[str]:
+def _outside_notes(config: Path, where: str, source: Path, cache: Path,
+                   control: Path | None = None) -> list[str]:
     "Notes for a dataset that reads or caches outside the config's folder: allowed, but the plan says where."
     home = config.parent
     return [f"{config}: {where} {what} {p} (outside the config's folder)"
-            for what, p in (('reads', source), ('caches into', cache)) if not p.is_relative_to(home)]
+            for what, p in (('reads', source), ('caches into', cache), ('reads control images from', control))
+            if p and not p.is_relative_to(home)]
 
 
 # %% ../nbs/06_plan.ipynb #2b36d4a2
@@ -177,12 +199,13 @@ def _dataset_spec(index: int, entry: dict, general: dict, split: str, config: Pa
     _check_values(v, where, config)
     targets = _target_frames(v, kind, where, config, warnings)
     cache = _cache_directory(v, source, config)
-    warnings += _outside_notes(config, where, source, cache)
+    control = _control_directory(v, key, where, config)
+    warnings += _outside_notes(config, where, source, cache, control)
     return DatasetSpec(index=index, kind=kind, split=split, source=source, source_as_written=v[key],
                        from_jsonl='jsonl' in key, cache_directory=cache,
                        resolution=_resolution(v['resolution'], where, config, v['enable_bucket'], warnings),
                        target_frames=targets, caption_dropout=float(v['caption_dropout']),
-                       **{k: v[k] for k in _PLAIN_KEYS})
+                       control_directory=control, **{k: v[k] for k in _PLAIN_KEYS})
 
 # %% ../nbs/06_plan.ipynb #e74c4e7c
 @dataclass
@@ -252,10 +275,11 @@ class Dropped:
 # %% ../nbs/06_plan.ipynb #44321aad
 @dataclass(frozen=True)
 class Source:
-    "A media file of a dataset with its caption."
+    "A media file of a dataset with its caption and, for image-to-video, its control image."
     path: Path
     name: str  # as the config gives it: directory as written + file name, or the JSONL path
     caption: str
+    control: Path | None = None
 
 # %% ../nbs/06_plan.ipynb #44bdbf6f
 def read_caption(path: Path) -> str:
@@ -280,23 +304,57 @@ def _finish_caption(caption: str | None, spec: DatasetSpec, name: str, caption_f
         else: caption = caption.replace('[trigger]', spec.trigger)
     return caption
 
+# %% ../nbs/06_plan.ipynb #89d65bb6
+def _control_images(directory: Path) -> dict[str, list[Path]]:
+    "The images of a control folder by name stem."
+    found = defaultdict(list)
+    for p in sorted(directory.iterdir()):
+        if p.is_file() and is_image(p): found[p.stem].append(p)
+    return found
+
+# %% ../nbs/06_plan.ipynb #fc61ea65
+def _control_for(stem: str, controls: dict, directory: Path) -> Path | str:
+    "The control image of the clip named `stem`, or why it has none (a drop reason with the fix)."
+    found = controls.get(stem, [])
+    if len(found) == 1: return found[0]
+    if found: return f"{len(found)} control images ({', '.join(p.name for p in found)} in {directory}); keep one."
+    exts = ', '.join(IMAGE_EXTENSIONS[1:-1]) + ' or ' + IMAGE_EXTENSIONS[-1]
+    return (f"no control image: {directory} has no {stem}{IMAGE_EXTENSIONS[0]}, {exts}; add the still the clip "
+            "starts from, or move the clip out of the dataset.")
+
 # %% ../nbs/06_plan.ipynb #a76ff0cc
-def _directory_entries(spec: DatasetSpec) -> list[tuple[Path, str, Path | None, str]]:
-    "(media path, name, caption file or None, caption file's name) for a directory source."
+def _directory_entries(spec: DatasetSpec) -> list[tuple]:
+    "(media path, name, caption file or None, caption file's name, control) for a directory source."
     exts = IMAGE_EXTENSIONS if spec.kind == 'image' else VIDEO_EXTENSIONS
     files = sorted(p for p in spec.source.iterdir() if p.is_file() and p.suffix.lower() in exts)
+    controls = _control_images(spec.control_directory) if spec.control_directory else None
     entries = []
     for p in files:
         caption_file = p.with_name(p.stem + spec.caption_extension)
         name = f"{spec.source_as_written.rstrip('/')}/{p.name}"
-        entries.append((p, name, caption_file if caption_file.is_file() else None, caption_file.name))
+        control = None if controls is None else _control_for(p.stem, controls, spec.control_directory)
+        entries.append((p, name, caption_file if caption_file.is_file() else None, caption_file.name, control))
     return entries
 
+# %% ../nbs/06_plan.ipynb #73fc413b
+def _jsonl_control(spec: DatasetSpec, row: dict, line: str) -> Path | str:
+    "The control image a JSONL line names in musubi's `control_path` key, or why it has none (a drop reason)."
+    written = row.get('control_path')
+    if not written:
+        return (f"no \"control_path\" on {line} of {spec.source.name}, though other lines have one; add the still "
+                "the clip starts from.")
+    path = (spec.source.parent/written).resolve()
+    if not is_image(path):
+        return (f"control_path {written!r} is not an image ({', '.join(IMAGE_EXTENSIONS)}); the control is the "
+                "still the clip starts from.")
+    if not path.is_file(): return f"control_path {written!r}: {path} does not exist; fix the path."
+    return path
+
 # %% ../nbs/06_plan.ipynb #0df79051
-def _jsonl_entries(spec: DatasetSpec) -> list[tuple[Path, str, str | None, str]]:
-    "(media path, path as written, caption or None, line) for each line of a JSONL source."
+def _jsonl_entries(spec: DatasetSpec) -> list[tuple]:
+    "(media path, path as written, caption or None, line, control) for each line of a JSONL source."
     key = f'{spec.kind}_path'
-    entries = []
+    rows = []
     for n, line in enumerate(spec.source.read_text().splitlines(), 1):
         if not line.strip(): continue
         try: row = json.loads(line)
@@ -305,15 +363,17 @@ def _jsonl_entries(spec: DatasetSpec) -> list[tuple[Path, str, str | None, str]]
         if key not in row:
             raise ConfigError(f"{spec.source}:{n}: no {key!r} key; each line needs "
                               f"{{\"{key}\": ..., \"caption\": ...}}.")
-        entries.append(((spec.source.parent/row[key]).resolve(), row[key], row.get('caption'), f'line {n}'))
-    return entries
+        rows.append((f'line {n}', row))
+    controls = spec.kind == 'video' and any(row.get('control_path') for _, row in rows)
+    return [((spec.source.parent/row[key]).resolve(), row[key], row.get('caption'), line,
+             _jsonl_control(spec, row, line) if controls else None) for line, row in rows]
 
 # %% ../nbs/06_plan.ipynb #ae831fb8
 def list_sources(spec: DatasetSpec, warnings: list) -> tuple[list[Source], list[Dropped]]:
-    "The dataset's usable sources with captions, and those dropped before decoding (caption, name)."
+    "The dataset's usable sources with captions, and those dropped before decoding (caption, name, control)."
     sources, dropped, stems = [], [], {}
     entries = _jsonl_entries(spec) if spec.from_jsonl else _directory_entries(spec)
-    for path, name, caption, caption_file in entries:
+    for path, name, caption, caption_file, control in entries:
         drop = lambda reason: dropped.append(Dropped(spec.index, name, None, f"{name}: {reason}"))
         if path.stem in stems and not spec.from_jsonl:
             drop(f"same name stem as {stems[path.stem]} (both would read {path.stem}{spec.caption_extension} "
@@ -329,7 +389,10 @@ def list_sources(spec: DatasetSpec, warnings: list) -> tuple[list[Source], list[
         if caption is None:
             drop(f"no caption ({caption_file} is missing); write it, or set default_caption for the dataset.")
             continue
-        sources.append(Source(path, name, caption))
+        if isinstance(control, str):
+            drop(control)
+            continue
+        sources.append(Source(path, name, caption, control))
     if not entries: warnings.append(f"{spec.source}: dataset {spec.index} has no {spec.kind} files.")
     return sources, dropped
 
@@ -349,15 +412,19 @@ class PlanItem:
     kind: str  # 'image' or 'video'
     content: str  # content hash of the source file
     path: str  # absolute path of the source file
+    control: str | None = None  # absolute path of the control image (image-to-video), if any
+    control_content: str | None = None  # content hash of the control image
 
 # %% ../nbs/06_plan.ipynb #ab060a11
-def _plan_source(spec: DatasetSpec, src: Source, info, split: str) -> tuple[list[PlanItem], list[Dropped]]:
-    "Items and per-target drops of one probed source."
+def _plan_source(spec: DatasetSpec, src: Source, info, split: str,
+                 control=None) -> tuple[list[PlanItem], list[Dropped]]:
+    "Items and per-target drops of one probed source (`control`: the probe of its control image, for windows at 0)."
     bw, bh = bucket_for((info.width, info.height), spec.resolution, spec.enable_bucket,
                         spec.bucket_no_upscale)
     def item(start, frames):
         return PlanItem(spec.index, src.name, start, frames, bw, bh, split, spec.num_repeats, src.caption,
-                        spec.kind, info.content, str(src.path))
+                        spec.kind, info.content, str(src.path),
+                        *((str(src.control), control.content) if control and start == 0 else (None, None)))
     if spec.kind == 'image': return [item(0, 1)], []
     n = len(source_frame_indices(info, spec.source_fps, spec.target_fps))
     windows, missed = frame_windows(n, spec.frame_extraction, spec.target_frames, spec.frame_stride,
@@ -390,25 +457,40 @@ def _relative(p: Path, config: Path) -> str:
     try: return str(p.relative_to(config.parent))
     except ValueError: return str(p)
 
+# %% ../nbs/06_plan.ipynb #7c93d42e
+def _settings(spec: DatasetSpec, config: Path) -> dict:
+    "A dataset's settings with its paths relative to the config; no control_directory key without one."
+    s = {**asdict(spec), 'source': _relative(spec.source, config),
+         'cache_directory': _relative(spec.cache_directory, config)}
+    if spec.control_directory: s['control_directory'] = _relative(spec.control_directory, config)
+    else: del s['control_directory']  # datasets without control images keep their fingerprints
+    return s
+
 # %% ../nbs/06_plan.ipynb #23ed7026
 def _fingerprint(specs: list[DatasetSpec], sources: dict, config: Path) -> str:
-    "Hash of the dataset settings (paths relative to the config) and each source's name, content and caption."
-    settings = [{**asdict(s), 'source': _relative(s.source, config),
-                 'cache_directory': _relative(s.cache_directory, config)} for s in specs]
-    payload = json.dumps(dict(datasets=settings, sources=sorted(sources.items())), sort_keys=True,
-                         default=str)
+    "Hash of the dataset settings (relative paths) and each source's name, content, caption and control image."
+    payload = json.dumps(dict(datasets=[_settings(s, config) for s in specs], sources=sorted(sources.items())),
+                         sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+# %% ../nbs/06_plan.ipynb #025b41c0
+def _probe_source(probes: ProbeCache, src: Source) -> tuple:
+    "The probes of a source and of its control image (None without one); `MediaError` naming the file."
+    info = probes.probe(src.path)
+    try: control = probes.probe(src.control) if src.control else None
+    except MediaError as e: raise MediaError(f"{src.name}: control image {e}") from None
+    return info, control
 
 # %% ../nbs/06_plan.ipynb #500dc787
 def _probe_sources(cfg: DatasetConfig, probes: ProbeCache, progress: bool, warnings: list,
                    dropped: list) -> list[tuple]:
-    "(spec, source, probe) of every usable source; the sources that cannot be used go to `dropped`."
+    "(spec, source, probe, control probe) of every usable source; those that cannot be used go to `dropped`."
     probed = []
     for spec in cfg.datasets:
         sources, drops = list_sources(spec, warnings)
         dropped += drops
         for src in tqdm(sources, desc=f'probing dataset {spec.index}', disable=not progress, leave=False):
-            try: probed.append((spec, src, probes.probe(src.path)))
+            try: probed.append((spec, src, *_probe_source(probes, src)))
             except MediaError as e: dropped.append(Dropped(spec.index, src.name, None, str(e)))
     probes.save()
     return probed
@@ -417,28 +499,52 @@ def _probe_sources(cfg: DatasetConfig, probes: ProbeCache, progress: bool, warni
 def _plan_items(probed: list[tuple], held_out: set[str]) -> tuple[list[PlanItem], list[Dropped]]:
     "Items and per-target drops of every probed source, each source in its split."
     items, dropped = [], []
-    for spec, src, info in probed:
+    for spec, src, info, control in probed:
         split = 'val' if spec.split == 'val' or info.content in held_out else 'train'
-        new, drops = _plan_source(spec, src, info, split)
+        new, drops = _plan_source(spec, src, info, split, control)
         items += new
         dropped += drops
     return items, dropped
 
+# %% ../nbs/06_plan.ipynb #689ff44c
+def _crop_share(width: int, height: int, bucket: tuple[int, int]) -> float:
+    "Share of a `width` x `height` picture that covering `bucket` (w, h) and centre-cropping cuts off."
+    r = width / height * bucket[1] / bucket[0]
+    return 1 - min(r, 1 / r)
+
+# %% ../nbs/06_plan.ipynb #80673484
+def _aspect_notes(probed: list[tuple], items: list[PlanItem], config: Path) -> list[str]:
+    "One note per dataset naming the control images cropped more than their clips: kept, and resized like them."
+    buckets = {(it.dataset, it.path): (it.width, it.height) for it in items}
+    found = defaultdict(list)
+    for spec, src, info, control in probed:
+        b = buckets.get((spec.index, str(src.path)))
+        if not control or not b: continue
+        cut = _crop_share(control.width, control.height, b)
+        if cut > _crop_share(info.width, info.height, b) + 0.01:
+            found[spec.index].append(f"{_relative(src.control, config)} ({control.width}x{control.height} "
+                                     f"into {b[0]}x{b[1]}, {cut:.0%} cut off)")
+    return [f"dataset {d}: {len(names)} control image(s) of another aspect than their clip's bucket: "
+            f"{', '.join(names)}. Each is resized like its clip (scaled to cover the bucket, centre-cropped), "
+            "which cuts off more of it than of the clip; crop it to the clip's aspect to choose what stays."
+            for d, names in found.items()]
+
 # %% ../nbs/06_plan.ipynb #7df73387
 def plan_dataset(config: Path | DatasetConfig, probes: ProbeCache | None = None,
                  progress: bool = True) -> DatasetPlan:
-    "Plan every item of a dataset config: sources, captions, probes, buckets, windows, splits."
+    "Plan every item of a dataset config: sources, captions, control images, probes, buckets, windows, splits."
     cfg = config if isinstance(config, DatasetConfig) else load_dataset_config(config)
     warnings, dropped = list(cfg.warnings), []
     probed = _probe_sources(cfg, probes or ProbeCache(), progress, warnings, dropped)
-    train_contents = {info.content for spec, _, info in probed if spec.split == 'train'}
+    train_contents = {info.content for spec, _, info, _ in probed if spec.split == 'train'}
     held_out = validation_sources(train_contents, cfg.validation_split)
     items, item_drops = _plan_items(probed, held_out)
     dropped += item_drops
+    warnings += _aspect_notes(probed, items, cfg.path)
     if cfg.validation_split and not held_out:
         warnings.append(f"{cfg.path}: validation_split {cfg.validation_split} held out no source "
                         "(fewer than 2 sources); use [[val_datasets]] instead.")
-    sources = {s.name: (i.content, s.caption) for _, s, i in probed}
+    sources = {s.name: (i.content, s.caption, *([c.content] if c else [])) for _, s, i, c in probed}
     fingerprint = _fingerprint(cfg.datasets, sources, cfg.path)
     return DatasetPlan(cfg.path, cfg.datasets, items, dropped, warnings, fingerprint)
 
@@ -515,7 +621,7 @@ def __str__(self: DatasetPlan) -> str: return self._repr_markdown_()
 
 # %% ../nbs/06_plan.ipynb #0fe2b223
 _ITEM_KEYS = ('dataset', 'source', 'start', 'frames', 'width', 'height', 'split', 'repeats', 'caption',
-              'kind', 'content', 'path')
+              'kind', 'content', 'path', 'control', 'control_content')
 
 # %% ../nbs/06_plan.ipynb #a602e41a
 def plan_dict(plan: DatasetPlan) -> dict:

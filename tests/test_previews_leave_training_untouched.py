@@ -86,7 +86,7 @@ def test_components_are_loaded_once(transformer, tiny_model_dir, monkeypatch):
     real = sample.load_wan
     monkeypatch.setattr(sample, 'load_wan', lambda *a, **k: calls.append(k.get('components')) or real(*a, **k))
     for seed in range(3): generate_preview(transformer, tiny_model_dir, dataclasses.replace(SPEC, seed=seed))
-    assert calls == [('vae', 'text_encoder', 'tokenizer', 'scheduler')]
+    assert calls == [('vae', 'text_encoder', 'tokenizer', 'scheduler', 'image_encoder', 'image_processor')]  # None when absent
     sample.preview_components.cache_clear()
 
 

@@ -57,7 +57,8 @@ def test_embedded_guidance_is_ignored_with_a_warning(tmp_path):
     ('a dog --fs 0', '--fs 0 is below 0.01'),
     ('a dog --s 4 --s 8', '--s is given twice; keep one'),
     ('--w 512 --h 288', 'no prompt before the options'),
-    ('a dog --i start.png', '--i gives an image-to-video start image; wan-nb previews are text-to-video only for now'),
+    ('a dog --i start.png', '--i start.png: no such image'),
+    ('a dog --ei end.png', '--ei gives an end image, which wan-nb previews do not support'),
     ('a dog --cn control.mp4', 'Remove --cn from the line'),
 ])
 def test_bad_line_names_file_line_and_fix(tmp_path, line, message):

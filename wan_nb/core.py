@@ -15,6 +15,9 @@ __all__ = ['LOW_SPACE', 'is_repo_root', 'repo_root', 'temp_sibling', 'format_byt
 # bitsandbytes warns on import, on CPUs with AVX512-BF16, that an optional 4-bit CPU kernel is missing; wan-nb
 # never runs 4-bit matmuls on the CPU, so the warning only hides real messages.
 logging.getLogger('bitsandbytes.backends.cpu.ops').setLevel(logging.ERROR)
+# diffusers' image-to-video pipeline imports CLIPImageProcessor; without torchvision transformers gives the PIL one
+# (the one wan-nb uses) and warns at every start that it did.
+logging.getLogger('transformers.utils.import_utils').setLevel(logging.ERROR)
 
 # %% ../nbs/00_core.ipynb #eaa9bf5e
 def is_repo_root(d: Path) -> bool:

@@ -12,8 +12,9 @@ from importlib.resources import files
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['TINY_TRANSFORMER', 'TINY_VAE', 'TINY_TEXT_ENCODER', 'TINY_SCHEDULER', 'WAN_COMPONENTS', 'WAN_VARIANTS', 'UMT5_XXL',
-           'tiny_tokenizer', 'latent_stats', 'build_tiny_wan', 'make_tiny_model', 'read_model_index', 'load_component',
+__all__ = ['TINY_TRANSFORMER', 'TINY_VAE', 'TINY_TEXT_ENCODER', 'TINY_SCHEDULER', 'TINY_VARIANTS', 'TINY_IMAGE_ENCODER',
+           'TINY_VAE_22', 'WAN_COMPONENTS', 'WAN_VARIANTS', 'UMT5_XXL', 'tiny_tokenizer', 'latent_stats',
+           'clip_image_processor', 'build_tiny_wan', 'make_tiny_model', 'read_model_index', 'load_component',
            'WanComponents', 'ModelFileError', 'ModelSource', 'model_source', 'ModelInfo', 'identify_model', 'load_wan',
            'wan_pipeline', 'write_comfy_files', 'write_official_layout', 'inspect_model', 'convert_model',
            'component_identity']
@@ -23,13 +24,15 @@ from .core import atomic_path, content_hash
 from .quant import _check_mode, quantize_linears
 import diffusers, torch
 from accelerate import init_empty_weights
-from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
+from diffusers import (AutoencoderKLWan, UniPCMultistepScheduler, WanImageToVideoPipeline, WanPipeline,
+                       WanTransformer3DModel)
 from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
 from fastcore.basics import patch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-from transformers import T5TokenizerFast, UMT5Config, UMT5EncoderModel
+from transformers import (CLIPImageProcessorPil, CLIPVisionConfig, CLIPVisionModel, T5TokenizerFast, UMT5Config,
+                          UMT5EncoderModel)
 
 # %% ../nbs/02_models.ipynb #76186ae5
 TINY_TRANSFORMER = dict(
@@ -99,27 +102,62 @@ def latent_stats(vae: AutoencoderKLWan, seed: int = 0, frames: int = 9, size: in
     z = vae.encode(_smooth_video(seed, frames, size)).latent_dist.mode()
     return z.mean(dim=(0, 2, 3, 4)).tolist(), z.std(dim=(0, 2, 3, 4)).tolist()
 
+# %% ../nbs/02_models.ipynb #42c1e85b
+TINY_VARIANTS = ('t2v', 'i2v-2.1', 'i2v-2.2', 'ti2v-5b')
+
+# %% ../nbs/02_models.ipynb #095ff93b
+TINY_IMAGE_ENCODER = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                          image_size=32, patch_size=8, hidden_act='gelu', layer_norm_eps=1e-5, projection_dim=32)
+
+# %% ../nbs/02_models.ipynb #d1be6acf
+def clip_image_processor(image_size: int = 224) -> CLIPImageProcessorPil:
+    "CLIP's preprocessing at `image_size`: short side resized (bicubic), centre crop, CLIP's mean and std."
+    return CLIPImageProcessorPil(size={'shortest_edge': image_size},
+                                 crop_size={'height': image_size, 'width': image_size})
+
+# %% ../nbs/02_models.ipynb #b047d794
+TINY_VAE_22 = dict(TINY_VAE, z_dim=48, is_residual=True, in_channels=12, out_channels=12, patch_size=2,
+                   scale_factor_spatial=16)
+
+# %% ../nbs/02_models.ipynb #750d4089
+_TINY_TRANSFORMER_CHANGES = {  # variant -> what differs from TINY_TRANSFORMER
+    't2v': {},
+    'i2v-2.1': dict(in_channels=36, image_dim=TINY_IMAGE_ENCODER['hidden_size'],
+                    added_kv_proj_dim=TINY_TRANSFORMER['num_attention_heads'] * TINY_TRANSFORMER['attention_head_dim']),
+    'i2v-2.2': dict(in_channels=36),
+    'ti2v-5b': dict(in_channels=48, out_channels=48)}
+
+def _tiny_transformer(variant: str) -> WanTransformer3DModel:
+    return WanTransformer3DModel(**{**TINY_TRANSFORMER, **_TINY_TRANSFORMER_CHANGES[variant]})
+
 # %% ../nbs/02_models.ipynb #3934ef74
-def build_tiny_wan(seed: int = 0) -> WanPipeline:
-    "The tiny Wan pipeline in memory, every weight fixed by `seed`."
+def build_tiny_wan(seed: int = 0, variant: str = 't2v') -> WanPipeline | WanImageToVideoPipeline:
+    "The tiny Wan pipeline of `variant` (one of `TINY_VARIANTS`) in memory, every weight fixed by `seed`."
+    if variant not in TINY_VARIANTS: raise ValueError(f"variant {variant!r}: choose from {', '.join(TINY_VARIANTS)}.")
     torch.manual_seed(seed)
-    transformer = WanTransformer3DModel(**TINY_TRANSFORMER)
-    vae = AutoencoderKLWan(**TINY_VAE)
+    transformer = _tiny_transformer(variant)
+    vae = AutoencoderKLWan(**(TINY_VAE_22 if variant == 'ti2v-5b' else TINY_VAE))
     mean, std = latent_stats(vae, seed)
     vae.register_to_config(latents_mean=[round(m, 4) for m in mean], latents_std=[round(s, 4) for s in std])
     text_encoder = UMT5EncoderModel(UMT5Config(**TINY_TEXT_ENCODER))
-    return WanPipeline(tokenizer=tiny_tokenizer(), text_encoder=text_encoder, vae=vae,
-                       scheduler=UniPCMultistepScheduler(**TINY_SCHEDULER), transformer=transformer)
+    parts = dict(tokenizer=tiny_tokenizer(), text_encoder=text_encoder, vae=vae,
+                 scheduler=UniPCMultistepScheduler(**TINY_SCHEDULER), transformer=transformer)
+    if variant in ('t2v', 'ti2v-5b'): return WanPipeline(**parts, expand_timesteps=variant == 'ti2v-5b')
+    if variant == 'i2v-2.2':
+        return WanImageToVideoPipeline(**parts, transformer_2=_tiny_transformer(variant), boundary_ratio=0.9)
+    return WanImageToVideoPipeline(**parts, image_encoder=CLIPVisionModel(CLIPVisionConfig(**TINY_IMAGE_ENCODER)),
+                                   image_processor=clip_image_processor(TINY_IMAGE_ENCODER['image_size']))
 
 # %% ../nbs/02_models.ipynb #c89aefff
-def make_tiny_model(model_dir: Path, seed: int = 0) -> Path:
-    "Write the tiny Wan pipeline to `model_dir` in diffusers format (atomically: all of it or nothing)."
-    pipe = build_tiny_wan(seed)
+def make_tiny_model(model_dir: Path, seed: int = 0, variant: str = 't2v') -> Path:
+    "Write the tiny Wan pipeline of `variant` to `model_dir` in diffusers format (atomically: all of it or nothing)."
+    pipe = build_tiny_wan(seed, variant)
     with atomic_path(Path(model_dir)) as tmp: pipe.save_pretrained(tmp)
     return Path(model_dir)
 
 # %% ../nbs/02_models.ipynb #cd329334
-WAN_COMPONENTS = ('transformer', 'transformer_2', 'vae', 'text_encoder', 'tokenizer', 'scheduler')
+WAN_COMPONENTS = ('transformer', 'transformer_2', 'vae', 'text_encoder', 'tokenizer', 'scheduler', 'image_encoder',
+                  'image_processor')
 
 # %% ../nbs/02_models.ipynb #729a060d
 def read_model_index(model_dir: Path) -> dict:
@@ -169,6 +207,8 @@ class WanComponents:
     text_encoder: UMT5EncoderModel | None = None
     tokenizer: T5TokenizerFast | None = None
     scheduler: UniPCMultistepScheduler | None = None
+    image_encoder: CLIPVisionModel | None = None  # Wan 2.1 I2V: CLIP vision (its penultimate layer conditions)
+    image_processor: CLIPImageProcessorPil | None = None  # Wan 2.1 I2V: the image encoder's preprocessing
     boundary_ratio: float | None = None  # Wan 2.2: transformer for t >= boundary, transformer_2 below
 
 # %% ../nbs/02_models.ipynb #fc30b28f
@@ -192,6 +232,8 @@ class ModelSource:
     text_encoder: Path | None = None  # models_t5_umt5-xxl-enc-bf16.pth, umt5_xxl_fp16.safetensors, or a folder
     tokenizer: Path | None = None  # a folder with the UMT5 tokenizer (e.g. google/umt5-xxl)
     model_type: str | None = None  # override of the detected variant, e.g. 'wan2.2-t2v-a14b'
+    image_encoder: Path | None = None  # Wan 2.1 I2V: clip_vision_h.safetensors (ComfyUI) or a CLIPVisionModel folder
+    image_processor: Path | None = None  # a preprocessor_config.json folder (default: CLIP's at the encoder's size)
 
     def __post_init__(self):
         for f in fields(self):
@@ -326,7 +368,8 @@ def _provided(root: Path, layout: str) -> dict[str, Path]:
     found = {}
     if layout == 'diffusers':
         found = {n: root/s for n, s in [('model', 'transformer'), ('model_2', 'transformer_2'), ('vae', 'vae'),
-                 ('text_encoder', 'text_encoder'), ('tokenizer', 'tokenizer')] if (root/s).is_dir()}
+                 ('text_encoder', 'text_encoder'), ('tokenizer', 'tokenizer'),
+                 ('image_encoder', 'image_encoder'), ('image_processor', 'image_processor')] if (root/s).is_dir()}
     if layout == 'official-2.2': found = dict(model=root/'high_noise_model', model_2=root/'low_noise_model')
     if layout in ('official', 'official-2.2'):
         for name, candidates in _OFFICIAL_FILES.items():
@@ -414,6 +457,7 @@ def _not_wan_reason(keys: list[str]) -> str | None:
         return ("it is a LoRA file, not a base model: point `model` at the base Wan transformer and load the "
                 "LoRA on top")
     if has('decoder.middle', 'decoder.up_blocks', 'post_quant_conv'): return "it is a VAE: pass it as `vae`"
+    if has('vision_model.', 'visual.transformer.'): return "it is a CLIP image encoder: pass it as `image_encoder`"
     if has('encoder.block.', 'token_embedding', 'shared.weight'):
         return "it is a text encoder: pass it as `text_encoder`"
     if has('input_blocks.', 'down_blocks.', 'double_blocks.', 'joint_blocks.'):
@@ -529,6 +573,49 @@ def _check_text_encoder(path: Path, text_dim: int):
         raise ModelFileError(f"{path}: text encoder shape {wrong} (found, needed) does not fit this transformer "
                              f"(text width {text_dim}). {fix}")
 
+# %% ../nbs/02_models.ipynb #d08b9c3c
+_CLIP_FIX = ("Use ComfyUI's clip_vision_h.safetensors (the same CLIP ViT-H/14 in Hugging Face names) or the "
+             "image_encoder/ folder of a Wan 2.1 I2V diffusers checkpoint.")
+
+def _clip_arch(shapes: dict[str, tuple]) -> dict:
+    "The shape-determined part of a `CLIPVisionConfig`, from {name: shape} with or without `vision_model.`."
+    t = {k.removeprefix('vision_model.'): v for k, v in shapes.items()}
+    hidden, _, patch, _ = t['embeddings.patch_embedding.weight']
+    return dict(hidden_size=hidden, intermediate_size=t['encoder.layers.0.mlp.fc1.weight'][0],
+                num_hidden_layers=len({k.split('.')[2] for k in t if k.startswith('encoder.layers.')}),
+                patch_size=patch, image_size=patch * round((t['embeddings.position_embedding.weight'][0] - 1) ** 0.5))
+
+# %% ../nbs/02_models.ipynb #3836a1f6
+def _image_encoder_arch(path: Path) -> dict:
+    "`_clip_arch` of a CLIPVisionModel folder or a CLIP vision .safetensors file; refuses anything else."
+    path = Path(path)
+    if path.is_dir():
+        cfg = json.loads((path/'config.json').read_text()) if (path/'config.json').is_file() else {}
+        if cfg.get('model_type') != 'clip_vision_model':
+            raise ModelFileError(f"{path}: not a CLIPVisionModel folder (config.json model_type is "
+                                 f"{cfg.get('model_type')!r}). {_CLIP_FIX}")
+        return {k: cfg[k] for k in ('hidden_size', 'intermediate_size', 'num_hidden_layers', 'patch_size',
+                                    'image_size')}
+    if path.suffix != '.safetensors':
+        raise ModelFileError(f"{path}: wan-nb reads an image encoder from .safetensors in Hugging Face names; a "
+                             f"{path.suffix} file such as the official open-clip checkpoint is not read. {_CLIP_FIX}")
+    shapes = {k: v[1] for k, v in _weight_table(path).items()}
+    if not any(k.removeprefix('vision_model.') == 'embeddings.patch_embedding.weight' for k in shapes):
+        raise ModelFileError(f"{path}: not a CLIP vision encoder (no vision_model.embeddings.patch_embedding.weight). "
+                             f"{_CLIP_FIX}")
+    return _clip_arch(shapes)
+
+# %% ../nbs/02_models.ipynb #95be3ac3
+def _check_image_encoder(path: Path, image_dim: int | None):
+    "Refuse an image encoder that is not CLIP vision of the transformer's image width, or that it cannot use."
+    width = _image_encoder_arch(path)['hidden_size']
+    if image_dim is None:
+        raise ModelFileError(f"{path}: this transformer has no image embedder (Wan 2.2 I2V and TI2V read no CLIP "
+                             "features); leave `image_encoder` out.")
+    if width != image_dim:
+        raise ModelFileError(f"{path}: a CLIP vision encoder {width} wide, but the transformer's image embedder reads "
+                             f"{image_dim}-wide features (Wan 2.1 I2V reads CLIP ViT-H/14's 1280). {_CLIP_FIX}")
+
 # %% ../nbs/02_models.ipynb #740f1ee9
 def _transformer_files(path: Path) -> list[Path]:
     "The weight file(s) of a transformer given as a file or a folder of shards."
@@ -611,6 +698,7 @@ class ModelInfo:
     out_channels: int = 16
     text_dim: int = 4096
     notes: list[str] = field(default_factory=list)
+    image_dim: int | None = None  # Wan 2.1 I2V: the width of the CLIP features its image embedder reads
 
     def to_dict(self) -> dict: return asdict(self)
 
@@ -692,16 +780,19 @@ def identify_model(source) -> ModelInfo:
     if src.vae is not None: _check_vae(src.vae, arch['out_channels'])
     if src.text_encoder is not None: _check_text_encoder(src.text_encoder, arch['text_dim'])
     if src.tokenizer is not None: _check_tokenizer(src.tokenizer)
+    if src.image_encoder is not None: _check_image_encoder(src.image_encoder, arch['image_dim'])
     missing = [n for n in ('vae', 'text_encoder', 'tokenizer') if getattr(src, n) is None]
+    if arch['image_dim'] and src.image_encoder is None: missing.append('image_encoder')
     if variant != 'custom' and WAN_VARIANTS[variant][1] == 2 and len(summaries) == 1: missing.insert(0, 'model_2')
-    components = {n: str(getattr(src, n)) for n in ('model', 'model_2', 'vae', 'text_encoder', 'tokenizer')
+    components = {n: str(getattr(src, n)) for n in ('model', 'model_2', 'vae', 'text_encoder', 'tokenizer',
+                                                     'image_encoder', 'image_processor')
                   if getattr(src, n) is not None}
     return ModelInfo(variant=variant, task=task, dim=arch['dim'], blocks=arch['num_layers'],
                      in_channels=arch['in_channels'], format=_format(given.model, first['naming']),
                      dtype=first['dtype'], quantization=first['quantization'], experts=len(summaries),
                      boundary_ratio=boundary, missing=missing, components=components, dtypes=first['dtypes'],
                      out_channels=arch['out_channels'], text_dim=arch['text_dim'],
-                     notes=_notes(variant, len(summaries)))
+                     notes=_notes(variant, len(summaries)), image_dim=arch['image_dim'])
 
 # %% ../nbs/02_models.ipynb #eb53b4d1
 class _PthReader:
@@ -876,8 +967,9 @@ def _load_vae(path: Path, dtype: torch.dtype, device) -> AutoencoderKLWan:
     path = Path(path)
     if path.is_dir(): return AutoencoderKLWan.from_pretrained(path, torch_dtype=dtype).to(device).eval()
     if _vae_z_dim(path) != 16:
-        raise ModelFileError(f"{path}: Wan 2.2's 48-channel VAE loads only from a diffusers vae/ folder (e.g. of "
-                             "Wan-AI/Wan2.2-TI2V-5B-Diffusers); TI2V 5B does not train in wan-nb yet.")
+        raise ModelFileError(f"{path}: Wan 2.2's 48-channel VAE (Wan2.2_VAE.pth, wan2.2_vae.safetensors) loads only "
+                             "from a diffusers vae/ folder: point `vae` at the vae/ folder of "
+                             "Wan-AI/Wan2.2-TI2V-5B-Diffusers.")
     config = _config_beside(path, 'z_dim') or _shipped_config('wan2.1-vae')
     with init_empty_weights(): vae = AutoencoderKLWan.from_config(config)
     table = _weight_table(path)
@@ -937,6 +1029,32 @@ def _load_tokenizer(path: Path) -> T5TokenizerFast:
     _check_tokenizer(path)
     return T5TokenizerFast.from_pretrained(Path(path))
 
+# %% ../nbs/02_models.ipynb #dd243ecb
+def _image_encoder_config(path: Path) -> dict:
+    "The CLIPVisionConfig of an image encoder file: a `<weights>.json` sidecar, or ViT-H/14's for its shapes."
+    arch, vit_h = _image_encoder_arch(path), _shipped_config('clip-vit-h-14')
+    config = _config_beside(path, 'hidden_size') or (vit_h if all(vit_h[k] == v for k, v in arch.items()) else {})
+    if not config: raise ModelFileError(
+        f"{path}: a CLIP vision encoder of another size than ViT-H/14 ({arch}); put its transformers config.json "
+        f"beside it as {path.with_suffix('.json').name}.")
+    return {k: v for k, v in config.items() if not k.startswith('_')}
+
+# %% ../nbs/02_models.ipynb #348fdac3
+def _load_image_encoder(path: Path, dtype: torch.dtype, device) -> CLIPVisionModel:
+    "The CLIP vision model from a folder or a .safetensors file in Hugging Face names (`vision_model.` or not)."
+    path = Path(path)
+    if path.is_dir(): return CLIPVisionModel.from_pretrained(path, dtype=dtype).to(device).eval()
+    with init_empty_weights(): encoder = CLIPVisionModel(CLIPVisionConfig.from_dict(_image_encoder_config(path)))
+    want = set(encoder.state_dict())
+    names = {k: k.removeprefix('vision_model.') for k in _weight_table(path) if k.removeprefix('vision_model.') in want}
+    return _assign(encoder, _read_tensors([path], names, lambda k: dtype), path).to(device).eval()
+
+# %% ../nbs/02_models.ipynb #e7d24b7b
+def _load_image_processor(src: ModelSource) -> CLIPImageProcessorPil:
+    "`src.image_processor` (a folder), else CLIP's preprocessing at the image size of `src.image_encoder`."
+    if src.image_processor is not None: return CLIPImageProcessorPil.from_pretrained(src.image_processor)
+    return clip_image_processor(_image_encoder_arch(src.image_encoder)['image_size'])
+
 # %% ../nbs/02_models.ipynb #00d21670
 def _scheduler(src: ModelSource) -> UniPCMultistepScheduler:
     "The diffusers folder's scheduler, or the one every Wan Hub checkpoint ships (UniPC, flow shift 3)."
@@ -982,26 +1100,50 @@ def load_wan(source, # a diffusers or official Wan folder, a transformer file, o
         if src.model_type is not None: identify_model(src)
         return _load_diffusers(src.model, tuple(components), dtype, vae_dtype, device, q)
     info, rs = identify_model(src), _resolve(src)
-    where = dict(transformer=rs.model, vae=rs.vae, text_encoder=rs.text_encoder, tokenizer=rs.tokenizer)
+    where = dict(transformer=rs.model, vae=rs.vae, text_encoder=rs.text_encoder, tokenizer=rs.tokenizer,
+                 **({'image_encoder': rs.image_encoder} if info.image_dim else {}))
     _require(src.model, where, components)
     load = dict(transformer=lambda: _load_transformer(rs.model, info.variant, dtype, device, q),
                 transformer_2=lambda: rs.model_2 and _load_transformer(rs.model_2, info.variant, dtype, device, q),
                 vae=lambda: _load_vae(rs.vae, vae_dtype, device),
                 text_encoder=lambda: _load_text_encoder(rs.text_encoder, dtype, device),
-                tokenizer=lambda: _load_tokenizer(rs.tokenizer), scheduler=lambda: _scheduler(src))
+                tokenizer=lambda: _load_tokenizer(rs.tokenizer), scheduler=lambda: _scheduler(src),
+                image_encoder=lambda: rs.image_encoder and _load_image_encoder(rs.image_encoder, dtype, device),
+                image_processor=lambda: rs.image_encoder and _load_image_processor(rs))
     return WanComponents(path=src.model, boundary_ratio=info.boundary_ratio if info.experts == 2 else None,
                          **{n: load[n]() for n in components})
 
+# %% ../nbs/02_models.ipynb #e087a1ea
+@patch(as_prop=True)
+def task(self: WanComponents) -> str | None:
+    "'t2v', 'i2v' or 'ti2v', from the loaded transformer's channels (None when no transformer is loaded)."
+    tf = self.transformer if self.transformer is not None else self.transformer_2
+    return None if tf is None else _task('custom', dict(tf.config))
+
 # %% ../nbs/02_models.ipynb #508efbfa
-def wan_pipeline(model: WanComponents) -> WanPipeline:
-    "A diffusers `WanPipeline` over the loaded components (all but `transformer_2` must be loaded)."
-    needed = ('transformer', 'vae', 'text_encoder', 'tokenizer', 'scheduler')
+def wan_pipeline(model: WanComponents,
+                 image: bool | None = None,  # True: start from an image (I2V, TI2V); None: as the model's task says
+                ) -> WanPipeline | WanImageToVideoPipeline:
+    "The diffusers pipeline over the loaded components: `WanImageToVideoPipeline` for image input, else `WanPipeline`."
+    needed = ['transformer', 'vae', 'text_encoder', 'tokenizer', 'scheduler']
     missing = [n for n in needed if getattr(model, n) is None]
-    if missing: raise ValueError(f"{model.path}: load {missing} too to build a WanPipeline "
+    if missing: raise ValueError(f"{model.path}: load {missing} too to build a Wan pipeline "
                                  "(load_wan(path) loads everything).")
-    return WanPipeline(tokenizer=model.tokenizer, text_encoder=model.text_encoder, vae=model.vae,
-                       scheduler=model.scheduler, transformer=model.transformer, transformer_2=model.transformer_2,
-                       boundary_ratio=model.boundary_ratio)
+    task = model.task
+    image = task == 'i2v' if image is None else image
+    if task == 'i2v' and not image: raise ValueError(
+        f"{model.path}: an image-to-video model has no text-only pipeline; use wan_pipeline(model) and give the "
+        "pipeline an image.")
+    if task == 't2v' and image: raise ValueError(f"{model.path}: a text-to-video model takes no image; use "
+                                                 "wan_pipeline(model).")
+    clip = [n for n in ('image_encoder', 'image_processor') if getattr(model, n) is None]
+    if image and model.transformer.config.image_dim and clip: raise ValueError(
+        f"{model.path}: load {clip} too: Wan 2.1 I2V reads CLIP features of the image (load_wan(path) loads them).")
+    parts = dict(tokenizer=model.tokenizer, text_encoder=model.text_encoder, vae=model.vae,
+                 scheduler=model.scheduler, transformer=model.transformer, transformer_2=model.transformer_2,
+                 boundary_ratio=model.boundary_ratio, expand_timesteps=task == 'ti2v')
+    if not image: return WanPipeline(**parts)
+    return WanImageToVideoPipeline(**parts, image_encoder=model.image_encoder, image_processor=model.image_processor)
 
 # %% ../nbs/02_models.ipynb #19634111
 _STORE_DTYPES = dict(fp32=torch.float32, fp16=torch.float16, bf16=torch.bfloat16)
@@ -1047,6 +1189,8 @@ def _sidecars(wan: WanComponents, paths: dict[str, Path]):
     if _custom_vae(wan.vae): paths['vae'].with_suffix('.json').write_text(as_json(wan.vae.config))
     if wan.text_encoder.config.d_model != UMT5_XXL['d_model']:
         paths['text_encoder'].with_suffix('.json').write_text(wan.text_encoder.config.to_json_string())
+    if 'image_encoder' in paths and wan.image_encoder.config.hidden_size != 1280:  # not CLIP ViT-H/14
+        paths['image_encoder'].with_suffix('.json').write_text(wan.image_encoder.config.to_json_string())
 
 # %% ../nbs/02_models.ipynb #8479f07d
 def _original_sds(wan: WanComponents) -> tuple[dict, dict, dict]:
@@ -1063,16 +1207,21 @@ def write_comfy_files(model_dir: Path, out_dir: Path, dtype: str = 'bf16', prefi
     wan, out = load_wan(model_dir), Path(out_dir)
     tf_sd, vae_sd, _ = _original_sds(wan)
     out.mkdir(parents=True, exist_ok=True)
-    paths = dict(transformer=[out/f'wan_t2v_{dtype}.safetensors'], vae=out/'wan_2.1_vae.safetensors',
+    paths = dict(transformer=[out/f'wan_{wan.task}_{dtype}.safetensors'], vae=out/'wan_2.1_vae.safetensors',
                  text_encoder=out/'umt5_xxl_fp16.safetensors', tokenizer=out/'tokenizer')
     tf_sd = {('model.diffusion_model.' if prefix else '') + k: v for k, v in _store(tf_sd, dtype).items()}
     save_file(tf_sd, paths['transformer'][0])
     save_file(_store(vae_sd, 'fp32'), paths['vae'])
     save_file(_store(wan.text_encoder.state_dict(), 'fp16'), paths['text_encoder'])
     wan.tokenizer.save_pretrained(paths['tokenizer'])
+    if wan.image_encoder is not None:  # ComfyUI's clip_vision_h.safetensors: fp16, `vision_model.` keys, the projection
+        paths['image_encoder'] = out/'clip_vision_h.safetensors'
+        clip = {'vision_model.' + k: v for k, v in wan.image_encoder.state_dict().items()}
+        dim = wan.image_encoder.config.hidden_size
+        save_file(_store({**clip, 'visual_projection.weight': torch.zeros(dim, dim)}, 'fp16'), paths['image_encoder'])
     _sidecars(wan, paths)
     return ModelSource(paths['transformer'][0], vae=paths['vae'], text_encoder=paths['text_encoder'],
-                       tokenizer=paths['tokenizer'])
+                       tokenizer=paths['tokenizer'], image_encoder=paths.get('image_encoder'))
 
 # %% ../nbs/02_models.ipynb #0dd2f2b0
 def _write_shards(sd: dict[str, torch.Tensor], folder: Path, shards: int, official_config: dict):
@@ -1121,20 +1270,24 @@ def write_official_layout(model_dir: Path, out_dir: Path, shards: int = 2, exper
 
 # %% ../nbs/02_models.ipynb #5047a8a2
 def _role(path: Path) -> str:
-    "'model', 'vae', 'text_encoder' or 'tokenizer': what the file or folder at `path` holds."
+    "'model', 'vae', 'text_encoder', 'tokenizer', 'image_encoder' or 'image_processor': what `path` holds."
     path = Path(path)
     if path.is_dir():
         if any((path/f).is_file() for f in ('tokenizer.json', 'spiece.model')): return 'tokenizer'
+        if (path/'preprocessor_config.json').is_file(): return 'image_processor'
         cfg = json.loads((path/'config.json').read_text()) if (path/'config.json').is_file() else {}
         if cfg.get('_class_name') == 'AutoencoderKLWan': return 'vae'
+        if cfg.get('model_type') == 'clip_vision_model': return 'image_encoder'
         if 'model_type' in cfg and '_class_name' not in cfg: return 'text_encoder'
         return 'model'
     keys = list(_weight_table(path))
     if _not_wan_reason(keys) is None: return 'model'
     if any(k.startswith('decoder.') for k in keys): return 'vae'
+    if any(k.removeprefix('vision_model.').startswith('embeddings.patch_') or k.startswith('visual.') for k in keys):
+        return 'image_encoder'  # Hugging Face names, or open-clip's (refused when identified, naming the fix)
     if _umt5_arch(_weight_table(path)) is not None: return 'text_encoder'
-    raise ModelFileError(f"{path}: not a Wan transformer, Wan VAE, UMT5 text encoder or tokenizer folder "
-                         f"({_not_wan_reason(keys)}).")
+    raise ModelFileError(f"{path}: not a Wan transformer, Wan VAE, UMT5 text encoder, CLIP vision encoder or "
+                         f"tokenizer folder ({_not_wan_reason(keys)}).")
 
 # %% ../nbs/02_models.ipynb #6c21deb2
 def _source_from_paths(paths, model_type: str | None = None) -> ModelSource:
@@ -1156,16 +1309,20 @@ def inspect_model(paths, model_type: str | None = None) -> dict:
 
 # %% ../nbs/02_models.ipynb #af99f3b0
 def _model_index(info: ModelInfo, have: dict) -> dict:
+    "The model_index.json of a converted model: the pipeline of its task, the components it has."
     classes = dict(transformer=('diffusers', 'WanTransformer3DModel'),
                    transformer_2=('diffusers', 'WanTransformer3DModel'),
                    vae=('diffusers', 'AutoencoderKLWan'),
                    text_encoder=('transformers', 'UMT5EncoderModel'),
                    tokenizer=('transformers', 'T5TokenizerFast'),
                    scheduler=('diffusers', 'UniPCMultistepScheduler'))
-    index = {'_class_name': 'WanPipeline' if info.task == 't2v' else 'WanImageToVideoPipeline',
+    if info.task == 'i2v': classes.update(image_encoder=('transformers', 'CLIPVisionModel'),
+                                          image_processor=('transformers', 'CLIPImageProcessorPil'))
+    index = {'_class_name': 'WanImageToVideoPipeline' if info.task == 'i2v' else 'WanPipeline',
              '_diffusers_version': diffusers.__version__}
     index.update({n: list(classes[n]) if have.get(n) is not None else [None, None] for n in classes})
     if info.experts == 2: index['boundary_ratio'] = info.boundary_ratio
+    if info.task == 'ti2v': index['expand_timesteps'] = True
     return index
 
 # %% ../nbs/02_models.ipynb #51792a6f
@@ -1177,6 +1334,7 @@ def convert_model(paths, out_dir: Path, dtype: torch.dtype | None = None, model_
                                        torch.bfloat16)
     names = ['transformer', 'transformer_2', 'scheduler'] + [n for n in ('vae', 'text_encoder', 'tokenizer')
                                                             if n not in info.missing]
+    if info.image_dim and 'image_encoder' not in info.missing: names += ['image_encoder', 'image_processor']
     wan = load_wan(src, tuple(names), dtype=dtype)
     with atomic_path(Path(out_dir)) as tmp_dir:
         tmp_dir.mkdir(parents=True)
@@ -1188,7 +1346,7 @@ def convert_model(paths, out_dir: Path, dtype: torch.dtype | None = None, model_
 
 # %% ../nbs/02_models.ipynb #1383c2b8
 def _component_files(src: ModelSource, name: str) -> list[Path]:
-    "The files component `name` ('transformer', 'transformer_2', 'vae', 'text_encoder', 'tokenizer') comes from."
+    "The files component `name` ('transformer', 'vae', 'image_encoder', ... as in `WAN_COMPONENTS`) comes from."
     path = {'transformer': src.model, 'transformer_2': src.model_2}.get(name, getattr(src, name, None))
     if path is None: raise ModelFileError(
         f"{src.model}: no {name} for this model; name its file in the RUN.toml ({name} = ...) "
@@ -1201,6 +1359,9 @@ def component_identity(source, *names: str) -> str:
     "A hash of the files of components `names` of `source` (any layout): the cache's key for them."
     src, h = _resolve(model_source(source)), hashlib.sha256()
     for name in names:
+        if name == 'image_processor' and src.image_processor is None and src.image_encoder is not None:
+            h.update(_load_image_processor(src).to_json_string().encode())  # CLIP's default: no file of its own
+            continue
         for f in _component_files(src, name):
             h.update(f.name.encode())
             h.update(f.read_bytes() if f.suffix in ('.json', '.txt', '.model') else content_hash(f).encode())

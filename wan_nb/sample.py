@@ -6,7 +6,7 @@
 from __future__ import annotations
 import dataclasses, functools, logging, re, time, warnings
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .core import atomic_path  # first: it quiets a bitsandbytes import warning
@@ -17,15 +17,16 @@ from fastcore.basics import patch
 from PIL import Image
 
 # %% auto #0
-__all__ = ['PromptSpec', 'PromptFileError', 'parse_prompt_line', 'parse_prompt_file', 'preview_components', 'base_expert',
-           'generate_preview', 'frame_strip', 'write_preview', 'PreviewCallback', 'strength_previews',
+__all__ = ['PromptSpec', 'PromptFileError', 'parse_prompt_line', 'parse_prompt_file', 'check_prompts', 'preview_components',
+           'base_expert', 'generate_preview', 'frame_strip', 'write_preview', 'PreviewCallback', 'strength_previews',
            'plot_strength_grid']
 
 # %% ../nbs/14_sample.ipynb #48a58071
 from .demo_data import write_clip
 from .lora_io import Lora, merge_lora
-from .models import ModelSource, WanComponents, load_wan, model_source, wan_pipeline
-from .train import Callback
+from .models import ModelSource, WanComponents, identify_model, load_wan, model_source, wan_pipeline
+from .media import read_frames
+from .train import Callback, model_task
 
 # %% ../nbs/14_sample.ipynb #5be2fd08
 @dataclass(frozen=True)
@@ -40,6 +41,8 @@ class PromptSpec:
     guidance: float = 5.0  # CFG scale; 1.0 or less turns CFG off (one transformer pass per step, not two)
     negative_prompt: str = ''
     flow_shift: float | None = None  # None: the model scheduler's (3.0 in the Hub checkpoints; 5.0 suits 720p)
+    image: str | None = None  # image-to-video start image (`--i`), an absolute path; None: text-to-video
+    where: str = field(default='<prompt>', compare=False, repr=False)  # the prompt file and line, for messages
 
 # %% ../nbs/14_sample.ipynb #1d24173d
 _OPTIONS = {
@@ -51,17 +54,17 @@ _OPTIONS = {
     'l': 'guidance',
     'n': 'negative_prompt',
     'fs': 'flow_shift',
+    'i': 'image',
 }
-_KINDS = {'guidance': float, 'flow_shift': float, 'negative_prompt': str}  # the rest are integers
+_KINDS = {'guidance': float, 'flow_shift': float, 'negative_prompt': str, 'image': str}  # the rest are integers
 _EXAMPLES = dict(width=512, height=288, frames=33, seed=42, steps=20, guidance=5.0,
-                 negative_prompt='blurry, static', flow_shift=3.0)
+                 negative_prompt='blurry, static', flow_shift=3.0, image='path/to/image.png')
 _MINIMA = {'width': 16, 'height': 16, 'frames': 1, 'seed': 0, 'steps': 1, 'guidance': 0.0, 'flow_shift': 0.01}
 
 # %% ../nbs/14_sample.ipynb #b160814c
 _IGNORED = {'g': "embedded guidance, which Wan does not have (musubi-tuner ignores it too); "
                  "--l sets the CFG scale"}
 _UNSUPPORTED = {
-    'i': 'an image-to-video start image',
     'ei': 'an end image',
     'cn': 'a control video',
     'ci': 'a control image',
@@ -82,8 +85,8 @@ def _bad_value(where: str, name: str, text: str, kind: type, field: str) -> Prom
 def _field(name: str, where: str) -> str:
     "The `PromptSpec` field of option `--name`; unsupported and unknown options are refused."
     if name in _UNSUPPORTED:
-        raise PromptFileError(f"{where}: --{name} gives {_UNSUPPORTED[name]}; wan-nb previews are "
-                              f"text-to-video only for now. Remove --{name} from the line.")
+        raise PromptFileError(f"{where}: --{name} gives {_UNSUPPORTED[name]}, which wan-nb previews do "
+                              f"not support. Remove --{name} from the line.")
     if name not in _OPTIONS:
         options = ' '.join('--' + o for o in _OPTIONS)
         raise PromptFileError(f"{where}: unknown option --{name}. The options are {options} "
@@ -126,9 +129,25 @@ def _fit(spec: PromptSpec, where: str) -> PromptSpec:
                       "by 16 and 4n+1 frames.", stacklevel=3)
     return fitted
 
+# %% ../nbs/14_sample.ipynb #68592cd7
+def _image_path(text: str, folder: Path, where: str) -> str:
+    "The absolute path of the start image `--i text`, relative to `folder`; a missing or unreadable file is refused."
+    path = (Path(folder)/Path(text).expanduser()).resolve()
+    if not path.is_file():
+        raise PromptFileError(f"{where}: --i {text}: no such image {path}; give the path of a PNG or JPEG, "
+                              f"absolute or relative to {Path(folder).resolve()}.")
+    try:
+        Image.open(path).close()
+    except OSError as e:
+        raise PromptFileError(f"{where}: --i {text}: {path} is not an image ({e}); give a PNG or JPEG.") from None
+    return str(path)
+
 # %% ../nbs/14_sample.ipynb #069f802b
-def parse_prompt_line(line: str, where: str = '<prompt>') -> PromptSpec:
-    "The `PromptSpec` of one musubi-tuner prompt line; `where` (file:line) goes into error messages."
+def parse_prompt_line(line: str,
+                      where: str = '<prompt>',  # file:line, for error messages
+                      folder: Path = Path('.'),  # where a relative `--i` path starts: the prompt file's folder
+                     ) -> PromptSpec:
+    "The `PromptSpec` of one musubi-tuner prompt line."
     prompt, *parts = line.strip().split(' --')
     if not prompt.strip() or prompt.lstrip().startswith('--'):
         raise PromptFileError(f"{where}: no prompt before the options; write the prompt first, "
@@ -143,7 +162,9 @@ def parse_prompt_line(line: str, where: str = '<prompt>') -> PromptSpec:
         if field in values:
             raise PromptFileError(f"{where}: --{name} is given twice; keep one.")
         values[field] = value
-    return _fit(PromptSpec(prompt.strip(), **values), where)
+    if 'image' in values:
+        values['image'] = _image_path(values['image'], folder, where)
+    return _fit(PromptSpec(prompt.strip(), **values, where=where), where)
 
 # %% ../nbs/14_sample.ipynb #8b6c93b3
 def parse_prompt_file(path: Path) -> list[PromptSpec]:
@@ -153,18 +174,36 @@ def parse_prompt_file(path: Path) -> list[PromptSpec]:
         raise FileNotFoundError(f"{path}: no such prompt file; write one prompt per line, "
                                 "e.g. 'a red circle rises --w 512 --h 288 --f 33'.")
     lines = path.read_text(encoding='utf-8-sig').splitlines()
-    specs = [parse_prompt_line(line, f'{path}:{i}') for i, line in enumerate(lines, 1)
+    specs = [parse_prompt_line(line, f'{path}:{i}', path.parent) for i, line in enumerate(lines, 1)
              if line.strip() and not line.strip().startswith('#')]
     if not specs:
         raise PromptFileError(f"{path}: no prompts (only blank lines and # comments); "
                               "write one prompt per line.")
     return specs
 
+# %% ../nbs/14_sample.ipynb #5bf44065
+def check_prompts(specs: list[PromptSpec],
+                  task: str,  # the model's: 't2v', 'i2v' or 'ti2v' (`identify_model(...).task`)
+                  model='the model',  # named in messages
+                 ) -> list[PromptSpec]:
+    "`specs`, if a model of `task` can preview each: I2V models need `--i` on every line, T2V models take none."
+    for s in specs:
+        if task == 'i2v' and s.image is None:
+            raise PromptFileError(f"{s.where}: {model} is an image-to-video model, so its previews start from an "
+                                  "image, but this line gives none. Add --i path/to/image.png to the line (a path "
+                                  "relative to the prompt file).")
+        if task == 't2v' and s.image is not None:
+            raise PromptFileError(f"{s.where}: --i {s.image}: {model} is a text-to-video model, which takes no "
+                                  "start image. Remove --i from the line, or train an image-to-video model.")
+    return specs
+
 # %% ../nbs/14_sample.ipynb #4ce00361
+_PREVIEW_COMPONENTS = ('vae', 'text_encoder', 'tokenizer', 'scheduler', 'image_encoder', 'image_processor')
+
 @functools.lru_cache(maxsize=1)
 def preview_components(model: ModelSource, dtype: torch.dtype = torch.float32) -> WanComponents:
-    "VAE, text encoder (in `dtype`), tokenizer and scheduler of `model`, loaded once to the CPU and kept."
-    return load_wan(model, components=('vae', 'text_encoder', 'tokenizer', 'scheduler'), dtype=dtype)
+    "VAE, text and image encoders (in `dtype`), tokenizer, image processor and scheduler of `model`, loaded once."
+    return load_wan(model, components=_PREVIEW_COMPONENTS, dtype=dtype)
 
 # %% ../nbs/14_sample.ipynb #f6549c43
 def _preview_scheduler(parts: WanComponents, spec: PromptSpec) -> UniPCMultistepScheduler:
@@ -234,16 +273,24 @@ def _trained(transformer: WanTransformer3DModel | None, transformer_2: WanTransf
 
 # %% ../nbs/14_sample.ipynb #2ff09b50
 def _pipe(parts: WanComponents, high, low, spec: PromptSpec):
-    "A `WanPipeline` of `parts` with experts `high`, `low` and the prompt's scheduler; no progress bar."
+    "The pipeline of `spec` (image-to-video with `--i`) with experts `high`, `low` and its scheduler; no progress bar."
     pipe = wan_pipeline(dataclasses.replace(parts, transformer=high, transformer_2=low,
-                                            scheduler=_preview_scheduler(parts, spec)))
+                                            scheduler=_preview_scheduler(parts, spec)),
+                        image=spec.image is not None)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
+# %% ../nbs/14_sample.ipynb #c7d19122
+def _start_image(path: str, size: tuple[int, int]) -> Image.Image:
+    "The image at `path` as the first frame of a (w, h) preview: scaled to cover and centre-cropped, as training reads it."
+    return Image.fromarray(read_frames(Path(path), [0], size)[0].numpy())
+
 # %% ../nbs/14_sample.ipynb #cf02a73e
 def _pipe_kwargs(spec: PromptSpec) -> dict:
-    "The `WanPipeline` arguments of `spec`; the initial noise comes from a CPU generator seeded by `--d`."
-    return dict(prompt=spec.prompt,
+    "The pipeline arguments of `spec`; the initial noise comes from a CPU generator seeded by `--d`."
+    image = {} if spec.image is None else dict(image=_start_image(spec.image, (spec.width, spec.height)))
+    return dict(**image,
+                prompt=spec.prompt,
                 negative_prompt=spec.negative_prompt,
                 height=spec.height,
                 width=spec.width,
@@ -260,16 +307,18 @@ def generate_preview(transformer: WanTransformer3DModel | None,  # the model bei
                      device: str | torch.device | None = None,  # None: the trained transformer's device
                      dtype: torch.dtype | None = None,  # text encoder dtype; None: the trained transformer's
                      transformer_2: WanTransformer3DModel | None = None,  # Wan 2.2 low-noise expert
-                     offload: bool = True,  # move VAE, text encoder (and base experts) back to the CPU after
+                     offload: bool = True,  # move VAE, encoders (and base experts) back to the CPU after
                     ) -> torch.Tensor:
-    "Frames (T, H, W, 3) uint8 of `spec`; a missing Wan 2.2 expert is the model's base one."
+    "Frames (T, H, W, 3) uint8 of `spec` (from its `--i` image for I2V); a missing Wan 2.2 expert is the base one."
     trained = _trained(transformer, transformer_2, model)
-    device = torch.device(device) if device is not None else next(trained.parameters()).device
     model = model_source(model)
+    check_prompts([spec], model_task(trained.config), model.model)
+    device = torch.device(device) if device is not None else next(trained.parameters()).device
     parts = preview_components(model, dtype or trained.dtype)
     high, low, base = _experts(transformer, transformer_2, model, parts.boundary_ratio, trained.dtype)
     pipe = _pipe(parts, high, low, spec)
-    with _sampling([high, low], [parts.vae, parts.text_encoder, *base], device, offload):
+    helpers = [m for m in (parts.vae, parts.text_encoder, parts.image_encoder, *base) if m is not None]
+    with _sampling([high, low], helpers, device, offload):
         video = pipe(**_pipe_kwargs(spec)).frames[0]
     return torch.from_numpy((video * 255).round().clip(0, 255).astype(np.uint8))
 
@@ -315,10 +364,13 @@ class PreviewCallback(Callback):
     "Trainer callback: previews of every prompt in `prompt_file` before training and every `every_n_steps`."
     def __init__(self, prompt_file: Path, every_n_steps: int,
                  out_dir: Path | None = None,  # None: `trainer.output_dir/'previews'`
-                 fps: int = 16):
+                 fps: int = 16,
+                 model=None):  # the run's model (folder, file, `ModelSource`, `RunConfig`): check the lines now
         if every_n_steps < 1:
             raise ValueError(f"every_n_steps={every_n_steps}: previews need a positive interval, e.g. 250.")
         self.specs = parse_prompt_file(prompt_file)  # a bad prompt file fails here, before training starts
+        if model is not None:
+            check_prompts(self.specs, identify_model(model).task, model_source(model).model)
         self.every_n_steps, self.out_dir, self.fps = every_n_steps, out_dir, fps
         self.written: list[tuple[int, Path, Path]] = []  # (step, mp4, png)
 
@@ -344,6 +396,8 @@ def preview(self: PreviewCallback, trainer, step: int) -> list[Path]:
 # %% ../nbs/14_sample.ipynb #a2b9268e
 @patch
 def on_train_begin(self: PreviewCallback, trainer):
+    trained = _trained(trainer.transformer, trainer.transformer_2, trainer.source)
+    check_prompts(self.specs, model_task(trained.config), model_source(trainer.source).model)
     self.preview(trainer, trainer.step)
 
 @patch

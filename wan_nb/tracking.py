@@ -648,7 +648,7 @@ def training_callbacks(cfg,  # the run's `wan_nb.train.RunConfig`
                                    cfg.validation_batch_size))
     if cfg.sample_prompts and cfg.sample_every_n_steps:
         from wan_nb.sample import PreviewCallback
-        callbacks.append(PreviewCallback(cfg.sample_prompts, cfg.sample_every_n_steps))
+        callbacks.append(PreviewCallback(cfg.sample_prompts, cfg.sample_every_n_steps, model=cfg))
     return callbacks
 
 # %% ../nbs/15_tracking.ipynb #c174345b

@@ -44,6 +44,7 @@ class RunConfig:
     vae: str | None = None  # with single files: Wan2.1_VAE.pth or wan_2.1_vae.safetensors
     text_encoder: str | None = None  # with single files: umt5_xxl_fp16.safetensors or the official .pth
     tokenizer: str | None = None  # with single files: the google/umt5-xxl tokenizer folder
+    image_encoder: str | None = None  # Wan 2.1 I2V single files: clip_vision_h.safetensors (or a CLIPVisionModel folder)
     model_type: str | None = None  # override the variant read from the weights, e.g. 'wan2.2-t2v-a14b'
     base_dtype: str = 'auto'  # the frozen weights: auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp16 | fp32
     dataset: str = 'data/demo/dataset.toml'  # musubi-tuner dataset config
@@ -238,7 +239,7 @@ def _split(option: str) -> tuple[str, str]:
     return key.strip(), value
 
 # %% ../nbs/11_train.ipynb #d81286da
-_PATHS = ('model', 'model_2', 'vae', 'text_encoder', 'tokenizer', 'dataset', 'output_dir', 'sample_prompts')
+_PATHS = ('model', 'model_2', 'vae', 'text_encoder', 'tokenizer', 'image_encoder', 'dataset', 'output_dir', 'sample_prompts')
 
 # %% ../nbs/11_train.ipynb #272f327b
 def _absolute_paths(values: dict, base: Path) -> dict:
@@ -701,12 +702,24 @@ def _check_model(self: Trainer):
     self.roles = {'high': ['high'], 'low': ['low']}.get(cfg.expert, ['high', 'low'] if dual else ['single'])
     self.windows = {r: timestep_window(cfg, self.boundary, r) for r in self.roles}
 
+# %% ../nbs/11_train.ipynb #b21e64f0
+def _refuse_sizes(plan: DatasetPlan, info) -> None:
+    "Refuse TI2V 5B buckets it cannot split into patches: its VAE compresses 16x, so both sides must be multiples of 32."
+    if info.out_channels != 48: return
+    step = 32
+    bad = sorted({(i.width, i.height) for i in plan.items if i.width % step or i.height % step})
+    if bad:
+        raise TrainingError(f"{plan.config}: buckets {', '.join(f'{w}x{h}' for w, h in bad)} are not multiples of {step}, "
+                            f"which {info.variant} needs (its latents are split into 2x2 patches); set each dataset's "
+                            f"resolution to multiples of {step} and check `wan-nb plan`.")
+
 # %% ../nbs/11_train.ipynb #31596e4c
 @patch
 def _setup_data(self: Trainer):
     "Plan the dataset, cache what is missing (main process), and index the cache."
     cfg = self.config
     self.plan = plan_dataset(cfg.dataset, progress=self.progress and self.is_main_process)
+    _refuse_sizes(self.plan, self.model_info)
     if self.is_main_process:
         report = build_cache(self.plan, self.source, device=self.device, progress=self.progress)
         if report.failures:

@@ -101,7 +101,7 @@ def test_the_training_job_declares_every_run_option():
     import dataclasses, papermill as pm
     from wan_nb.train import RunConfig
     declared = pm.inspect_notebook(str(repo_root()/'nbs'/'jobs'/'train_lora.ipynb'))
-    assert sorted(declared) == sorted([f.name for f in dataclasses.fields(RunConfig)] + ['resume'])  # + the job's own
+    assert sorted(declared) == sorted([f.name for f in dataclasses.fields(RunConfig)] + ['resume', 'variant'])  # + the job's own
 
 
 def test_a_boolean_parameter_from_the_command_line_is_a_bool():

@@ -71,36 +71,60 @@ def _describe_demo_data(dataset_dir: Path) -> str:
             f"and a musubi-tuner dataset.toml. {len(short)} clips are shorter than 25 frames at 16 fps: "
             f"{', '.join(short)}.")
 
+# %% ../nbs/90_cli.ipynb #a34de182
+def _describe_i2v_demo(prompts: Path) -> str:
+    "What an image-to-video demo trains on, and the still its previews start from (read from `prompts`)."
+    from wan_nb.sample import parse_prompt_file
+    stills = ', '.join(s.image for s in parse_prompt_file(prompts))
+    return (f"Image-to-video: it trains on the clips only (given frame 0, a still has nothing to predict); the "
+            f"previews of {prompts.name} start from {stills}.")
+
 # %% ../nbs/90_cli.ipynb #e93d493d
-def _demo_command(data_dir: Path | None = None, train: bool = True) -> int:
-    "Build the missing demo inputs, say what they hold and what an epoch plans; then run the training job."
+_DEMO_VARIANTS = ('t2v', 'i2v-2.1', 'i2v-2.2', 'ti2v-5b')  # wan_nb.models.TINY_VARIANTS, without importing torch
+
+def _demo_command(data_dir: Path | None = None, train: bool = True, variant: str = 't2v', steps: int = 60) -> int:
+    "Build the missing demo inputs of `variant`, say what they hold and what an epoch plans; then run the training job."
     from wan_nb.demo_data import demo_inputs
     from wan_nb.plan import plan_dataset
-    inputs = demo_inputs(data_dir)
-    for what, name in (('tiny Wan model', 'model'), ('demo dataset', 'dataset')):
+    inputs = demo_inputs(data_dir, variant)
+    model = 'tiny Wan model' + ('' if variant == 't2v' else f' ({variant})')
+    for what, name in ((model, 'model'), ('demo dataset', 'dataset')):
         print(f"{what}: {getattr(inputs, name)} ({'built now' if name in inputs.built else 'already there'})")
     print(_describe_demo_data(inputs.dataset.parent))
+    if variant != 't2v': print(_describe_i2v_demo(inputs.prompts))
     plan = plan_dataset(inputs.dataset, progress=False)
     print(f"Its plan (wan-nb plan {inputs.dataset}): {plan.epoch['items']} items in {plan.epoch['batches']} "
           f"batches per epoch; {len(plan.dropped)} samples dropped:")
     for d in plan.dropped: print(f"  {d.reason}")
-    return _demo_training() if train else 0
+    return _demo_training(_demo_params(inputs, variant, steps, data_dir)) if train else 0
+
+# %% ../nbs/90_cli.ipynb #3ae8e88d
+def _demo_params(inputs, variant: str, steps: int, data_dir: Path | None) -> dict:
+    "The job's parameters: its steps; `variant` unless t2v; with `--data-dir`, the inputs there (else data/'s)."
+    params = dict(max_train_steps=steps) | ({} if variant == 't2v' else dict(variant=variant))
+    if data_dir:
+        params |= dict(model=str(inputs.model), dataset=str(inputs.dataset_val), sample_prompts=str(inputs.prompts))
+    return params
 
 # %% ../nbs/90_cli.ipynb #55585e51
-def _demo_training() -> int:
-    "Run the training job on the demo inputs as a tracked MLflow run; say where its results are."
+def _demo_training(params: dict) -> int:
+    "Run the training job with `params` as a tracked MLflow run; say where its results are."
     from mlflow import MlflowClient
     from wan_nb.jobs import run_job
     from wan_nb.tracking import tracking_uri
-    print("Training a LoRA on it: the job nbs/jobs/train_lora.ipynb, 60 steps, validated every 10, "
-          "tracked in MLflow ...")
-    job = run_job(repo_root()/'nbs'/'jobs'/'train_lora.ipynb', dict(max_train_steps=60), name='demo')
+    what = f"an image-to-video LoRA ({params['variant']})" if 'variant' in params else 'a LoRA'
+    print(f"Training {what} on it: the job nbs/jobs/train_lora.ipynb, {params['max_train_steps']} steps, "
+          "validated every 10, tracked in MLflow ...")
+    job = run_job(repo_root()/'nbs'/'jobs'/'train_lora.ipynb', params, name='demo')
     print(f"run {job['run_id']}: {job['status']}\nexecuted notebook: {job['notebook']}")
     if job['status'] != 'FINISHED': return _error(f"the demo job failed: {job['error']}", _FAILED)
     client = MlflowClient(tracking_uri())
     val = sorted(client.get_metric_history(job['run_id'], 'val/loss'), key=lambda m: m.step)
     if val: print(f"validation loss: {val[0].value:.4f} at step 0 -> {val[-1].value:.4f} at the end")
-    print(f"LoRA: {client.get_run(job['run_id']).data.tags.get('wan_nb.lora')}")
+    tags = client.get_run(job['run_id']).data.tags
+    print(f"LoRA: {tags.get('wan_nb.lora')}")
+    previews = sorted(Path(tags.get('output_dir', '.')).glob('previews/step_*/*.mp4'))
+    if previews: print(f"previews: {previews[-1].parents[1]}; the last: {previews[-1].name}")
     print(f"MLflow UI: make mlflow (the store: {tracking_uri()}); or wan-nb runs")
     return 0
 
@@ -110,23 +134,32 @@ def _demo_parser(sub):
     p = sub.add_parser('demo', help='make the tiny model and the demo data under data/ if missing, '
                                     'then run the training job')
     p.add_argument('--data-dir', type=Path, help="where the demo inputs go (default: the repository's data/)")
+    p.add_argument('--variant', choices=_DEMO_VARIANTS, default='t2v',
+                   help='the tiny model: t2v (default), or image-to-video i2v-2.1, i2v-2.2, ti2v-5b '
+                        '(trained on the clips; previews start from a demo still)')
+    p.add_argument('--steps', type=_positive, default=60, help='training steps (default 60)')
     p.add_argument('--no-train', action='store_true', help='stop after building and planning')
-    p.set_defaults(handler=lambda a: _demo_command(a.data_dir, train=not a.no_train))
+    p.set_defaults(handler=lambda a: _demo_command(a.data_dir, not a.no_train, a.variant, a.steps))
 
 # %% ../nbs/90_cli.ipynb #c5da02cd
-def _tiny_model_command(folder: Path, seed: int = 0) -> int:
-    "Write the tiny diffusers-format Wan pipeline to `folder`."
+def _tiny_model_command(folder: Path, seed: int = 0, variant: str = 't2v') -> int:
+    "Write the tiny diffusers-format Wan pipeline of `variant` (t2v, i2v-2.1, i2v-2.2, ti2v-5b) to `folder`."
     from wan_nb.models import make_tiny_model
-    print(make_tiny_model(folder, seed))
+    print(make_tiny_model(folder, seed, variant))
     return 0
 
 # %% ../nbs/90_cli.ipynb #550a9df3
+_TINY_VARIANTS = ('t2v', 'i2v-2.1', 'i2v-2.2', 'ti2v-5b')  # wan_nb.models.TINY_VARIANTS, without importing torch
+
 @_subcommand
 def _tiny_model_parser(sub):
     p = sub.add_parser('tiny-model', help='write the tiny diffusers-format Wan pipeline to DIR')
     p.add_argument('dir', type=Path, help='folder to write (it must not exist yet)')
     p.add_argument('--seed', type=int, default=0, help='seed of the random weights (default 0)')
-    p.set_defaults(handler=lambda a: _tiny_model_command(a.dir, a.seed))
+    p.add_argument('--variant', choices=_TINY_VARIANTS, default='t2v',
+                   help='t2v (default); i2v-2.1 (36 channels, CLIP image encoder), i2v-2.2 (36 channels, two experts, '
+                        'boundary 0.9) or ti2v-5b (48-channel Wan 2.2 VAE)')
+    p.set_defaults(handler=lambda a: _tiny_model_command(a.dir, a.seed, a.variant))
 
 # %% ../nbs/90_cli.ipynb #4e67318e
 def _demo_data_command(folder: Path, seed: int = 0, slider_pairs: bool = False, n_scenes: int = 8) -> int:

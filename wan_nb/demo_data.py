@@ -18,8 +18,8 @@ from .core import atomic_path, repo_root
 from .media import accumulator_indices
 
 # %% auto #0
-__all__ = ['DEMO_PROMPT', 'SceneSpec', 'random_scene', 'draw_frame', 'write_clip', 'make_demo_data', 'DemoInputs', 'demo_inputs',
-           'make_slider_pairs']
+__all__ = ['DEMO_PROMPT', 'DEMO_I2V_PROMPT', 'SceneSpec', 'random_scene', 'draw_frame', 'write_clip', 'make_demo_data',
+           'DemoInputs', 'demo_paths', 'demo_inputs', 'make_slider_pairs']
 
 # %% ../nbs/04_demo_data.ipynb #63adea43
 _COLOURS = dict(
@@ -330,25 +330,88 @@ def _with_validation_split(toml: str) -> str:
     "The demo dataset config's text with `validation_split = 0.25` added to its [general] section."
     return toml.replace('bucket_no_upscale = true', 'bucket_no_upscale = true\nvalidation_split = 0.25')
 
+# %% ../nbs/04_demo_data.ipynb #6d9a0b37
+_I2V_SIZES = {  # variant -> (buckets?, head resolution, uniform resolution)
+    'i2v-2.1': (True, (64, 32), (32, 16)),
+    'i2v-2.2': (True, (64, 32), (32, 16)),
+    'ti2v-5b': (False, (64, 32), (32, 32)),  # 16x VAE: multiples of 32, no buckets
+}
+
+# %% ../nbs/04_demo_data.ipynb #efb711c3
+_I2V_DATASET_TOML = '''\
+# musubi-tuner dataset config for image-to-video ({variant}): the clips only (given frame 0, a still has
+# nothing left to predict), as 13-frame heads and 25-frame uniform samples.
+[general]
+caption_extension = ".txt"
+enable_bucket = {buckets}
+bucket_no_upscale = true
+
+[[datasets]]
+video_directory = "videos"
+cache_directory = "cache/{variant}/videos_head_{w}x{h}"
+resolution = [{w}, {h}]
+frame_extraction = "head"
+target_frames = [13]
+
+[[datasets]]
+video_directory = "videos"
+cache_directory = "cache/{variant}/videos_uniform_{uw}x{uh}"
+resolution = [{uw}, {uh}]
+frame_extraction = "uniform"
+target_frames = [25]
+frame_sample = 2
+'''
+
+# %% ../nbs/04_demo_data.ipynb #f577866a
+def _check_variant(variant: str):
+    "Refuse a demo variant other than t2v and the image-to-video ones."
+    if variant != 't2v' and variant not in _I2V_SIZES:
+        raise ValueError(f"variant {variant!r}: the demo has t2v, {', '.join(_I2V_SIZES)}; pick one of them.")
+
+# %% ../nbs/04_demo_data.ipynb #6a672d14
+def _dataset_toml(variant: str) -> str:
+    "The demo config of `variant`: t2v's mixed one, else clips only at sizes the variant's VAE divides."
+    _check_variant(variant)
+    if variant == 't2v': return _DATASET_TOML
+    buckets, (w, h), (uw, uh) = _I2V_SIZES[variant]
+    return _I2V_DATASET_TOML.format(variant=variant, buckets=str(buckets).lower(), w=w, h=h, uw=uw, uh=uh)
+
+# %% ../nbs/04_demo_data.ipynb #d862b8f3
+DEMO_I2V_PROMPT = 'a yellow circle rotates clockwise --i images/still_00.png --w 32 --h 32 --f 9 --s 6 --d 7'
+
+# %% ../nbs/04_demo_data.ipynb #2132711b
+def demo_paths(data_dir: Path, variant: str = 't2v') -> DemoInputs:
+    "Where the demo inputs of `variant` live in `data_dir` (nothing is built): t2v's names, or with the variant added."
+    _check_variant(variant)
+    demo, end = Path(data_dir)/'demo', '' if variant == 't2v' else f'_{variant}'
+    model = Path(data_dir)/('tiny-wan' if variant == 't2v' else f'tiny-wan-{variant}')
+    return DemoInputs(model, demo/f'dataset{end}.toml', demo/f'dataset{end}_val.toml', demo/f'prompts{end}.txt')
+
+# %% ../nbs/04_demo_data.ipynb #90d6554e
+def _build_dataset(dataset: Path, variant: str) -> bool:
+    "Write the demo data beside `dataset`, then `variant`'s config `dataset`, where missing; True if it wrote."
+    wrote = not (dataset.parent/'manifest.json').is_file()
+    if wrote: make_demo_data(dataset.parent)
+    if not dataset.is_file(): wrote = _write_text(dataset, _dataset_toml(variant))
+    return wrote
+
 # %% ../nbs/04_demo_data.ipynb #654f9699
-def demo_inputs(data_dir: Path | None = None) -> DemoInputs:
-    "Paths of the demo inputs in `data_dir` (default: data/), building whichever is missing."
+def demo_inputs(data_dir: Path | None = None,
+                variant: str = 't2v',  # or an image-to-video one (`i2v-2.2`...): its own tiny model, config, prompt
+               ) -> DemoInputs:
+    "Paths of the demo inputs of `variant` in `data_dir` (default: data/), building whichever is missing."
     data_dir = Path(data_dir) if data_dir else repo_root()/'data'
-    demo = data_dir/'demo'
-    out = DemoInputs(data_dir/'tiny-wan', demo/'dataset.toml', demo/'dataset_val.toml', demo/'prompts.txt')
-    built = []
+    out, built = demo_paths(data_dir, variant), []
     with _locked(data_dir/'.demo_inputs.lock'):
         if not (out.model/'model_index.json').is_file():
             from wan_nb.models import make_tiny_model  # torch and diffusers, only when needed
-            make_tiny_model(out.model)
+            make_tiny_model(out.model, variant=variant)
             built.append('model')
-        if not (demo/'manifest.json').is_file():
-            make_demo_data(demo)
-            built.append('dataset')
+        if _build_dataset(out.dataset, variant): built.append('dataset')
         val = _with_validation_split(out.dataset.read_text())
         if _write_text(out.dataset_val, val): built.append('dataset_val')
         if not out.prompts.is_file():
-            _write_text(out.prompts, DEMO_PROMPT + '\n')
+            _write_text(out.prompts, (DEMO_PROMPT if variant == 't2v' else DEMO_I2V_PROMPT) + '\n')
             built.append('prompts')
     return dataclasses.replace(out, built=tuple(built))
 

@@ -19,8 +19,8 @@ from .tracking import log_record, run_record, setup_tracking, tracking_uri
 
 # %% auto #0
 __all__ = ['notebook_path', 'check_params', 'JobInterrupted', 'run_job', 'rerun', 'grid_combinations', 'format_sweep', 'sweep',
-           'parse_param', 'collect_params', 'parse_grid', 'job_path', 'job_inputs', 'run_folder', 'job_run_config',
-           'scratch_for_test', 'end_scratch_for_test', 'plot_loss_curves', 'job_run', 'end_job_run']
+           'parse_param', 'collect_params', 'parse_grid', 'job_path', 'job_inputs', 'demo_variant_paths', 'run_folder',
+           'job_run_config', 'scratch_for_test', 'end_scratch_for_test', 'plot_loss_curves', 'job_run', 'end_job_run']
 
 # %% ../nbs/16_jobs.ipynb #278c8f59
 def notebook_path(notebook: str | Path) -> Path:
@@ -329,7 +329,8 @@ def job_path(path: str | Path | None) -> str | None:
     return str(p if p.is_absolute() else repo_root()/p)
 
 # %% ../nbs/16_jobs.ipynb #7289da08
-def job_inputs(**paths: str | None) -> dict[str, str | None]:
+def job_inputs(variant: str = 't2v',  # the demo inputs to build: t2v's, or an image-to-video variant's
+               **paths: str | None) -> dict[str, str | None]:
     "`paths` resolved by `job_path`; the demo inputs are built first if one of them lies in `<repo>/data`."
     resolved = {k: job_path(v) for k, v in paths.items()}
     data = repo_root()/'data'
@@ -337,11 +338,21 @@ def job_inputs(**paths: str | None) -> dict[str, str | None]:
     pairs = data/'slider-pairs'
     if any(not p.is_relative_to(pairs) for p in used):
         from wan_nb.demo_data import demo_inputs
-        demo_inputs(data)
+        demo_inputs(data, variant)
     if any(p.is_relative_to(pairs) for p in used) and not (pairs/'manifest.json').is_file():
         from wan_nb.demo_data import make_slider_pairs
         make_slider_pairs(pairs)
     return resolved
+
+# %% ../nbs/16_jobs.ipynb #112b2cb4
+_DEMO_FIELDS = {'model': 'model', 'dataset': 'dataset_val', 'sample_prompts': 'prompts'}  # job parameter -> DemoInputs field
+
+def demo_variant_paths(paths: dict, variant: str = 't2v') -> dict:
+    "`paths` with those left at the training job's (t2v) demo defaults swapped for the demo inputs of `variant`."
+    from wan_nb.demo_data import demo_paths
+    t2v, chosen = demo_paths(Path('data')), demo_paths(Path('data'), variant)
+    same = lambda k, f: paths.get(k) and job_path(paths[k]) == job_path(getattr(t2v, f))
+    return {**paths, **{k: str(getattr(chosen, f)) for k, f in _DEMO_FIELDS.items() if same(k, f)}}
 
 # %% ../nbs/16_jobs.ipynb #dbef041f
 def run_folder(output_dir: str | None, name: str, run_id: str | None = None) -> Path:
@@ -351,13 +362,14 @@ def run_folder(output_dir: str | None, name: str, run_id: str | None = None) -> 
 
 # %% ../nbs/16_jobs.ipynb #f2cfb9cf
 def job_run_config(namespace: dict):
-    "The RunConfig of a training job from the RunConfig fields among `namespace` (its globals())."
+    "The RunConfig of a training job from the RunConfig fields among `namespace` (its globals()) and its `variant`."
     import dataclasses
     from wan_nb.train import RunConfig, load_run_config
     values = {f.name: namespace[f.name] for f in dataclasses.fields(RunConfig) if f.name in namespace}
     path_fields = ('model', 'model_2', 'vae', 'text_encoder', 'tokenizer', 'dataset', 'sample_prompts')
-    paths = {k: values[k] for k in path_fields if k in values}
-    values.update(job_inputs(**paths))
+    variant = namespace.get('variant', 't2v')  # the training job's own parameter: which demo
+    paths = demo_variant_paths({k: values[k] for k in path_fields if k in values}, variant)
+    values.update(job_inputs(variant, **paths))
     out = run_folder(values.get('output_dir'), values.get('name', 'lora'), os.environ.get('MLFLOW_RUN_ID'))
     values['output_dir'] = str(out)
     cfg = load_run_config(overrides={k: v for k, v in values.items() if v is not None})

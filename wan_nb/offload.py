@@ -235,3 +235,4 @@ def trade_experts(swaps: list[BlockSwap]):
         return before
     for s in swaps:  # prepended: it must run before the BlockSwap's own pre-hook, which refuses a parked expert
         s._hooks.append(s.transformer.register_forward_pre_hook(hook(s), prepend=True))
+        if not s.parked: s.park(); s.activate()  # the active expert too runs on activation copies

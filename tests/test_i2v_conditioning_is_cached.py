@@ -8,7 +8,7 @@ import torch
 from diffusers import WanImageToVideoPipeline
 from PIL import Image
 
-from wan_nb.cache import build_cache, load_entry, model_cache_index
+from wan_nb.cache import build_cache, load_entry, model_cache_index, verify_cache
 from wan_nb.media import read_frames
 from wan_nb.models import make_tiny_model
 from wan_nb.plan import plan_dataset
@@ -104,5 +104,7 @@ def test_wan22_conditions_have_no_clip_and_ti2v_has_none(models, clips):
     plan = plan_of(clips, 'ti2v')
     report = build_cache(plan, models['ti2v-5b'], device='cpu', progress=False)
     assert report.conditions == dict(encoded=0, reused=0, failed=0) and report.latents['encoded'] == 2
-    assert [e.condition for e in model_cache_index(plan, models['ti2v-5b']).entries] == [None, None]
+    index = model_cache_index(plan, models['ti2v-5b'])
+    assert [e.condition for e in index.entries] == [None, None]
     assert not (clips/'cache'/'ti2v'/'condition').exists()
+    assert verify_cache(index, progress=False) == []  # 48-channel latents at 1/16 of the size are what it expects

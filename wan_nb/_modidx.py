@@ -195,7 +195,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                             'wan_nb.fit._rows': ('fit.html#_rows', 'wan_nb/fit.py'),
                             'wan_nb.fit._shortfalls': ('fit.html#_shortfalls', 'wan_nb/fit.py'),
                             'wan_nb.fit._smaller': ('fit.html#_smaller', 'wan_nb/fit.py'),
-                            'wan_nb.fit._tokens': ('fit.html#_tokens', 'wan_nb/fit.py'),
                             'wan_nb.fit._tokens_of': ('fit.html#_tokens_of', 'wan_nb/fit.py'),
                             'wan_nb.fit._train_buckets': ('fit.html#_train_buckets', 'wan_nb/fit.py'),
                             'wan_nb.fit.activation_bytes': ('fit.html#activation_bytes', 'wan_nb/fit.py'),

@@ -80,10 +80,12 @@ def frame_windows(n: int,  # frames in the clip after resampling
     return list(dict.fromkeys(windows)), missed
 
 # %% ../nbs/05_buckets.ipynb #850f6676
-def latent_shape(frames: int, width: int, height: int) -> tuple[int, int, int, int]:
-    "Shape (C, T, H, W) of the Wan VAE latent of `frames` frames at `width` x `height`."
-    return (16, (frames - 1) // 4 + 1, height // 8, width // 8)
+def latent_shape(frames: int, width: int, height: int, channels: int = 16) -> tuple[int, int, int, int]:
+    "Shape (C, T, H, W) of the Wan VAE latent of `frames` frames at `width` x `height` (48 channels: Wan 2.2's VAE)."
+    s = 16 if channels == 48 else 8  # Wan 2.2's VAE (TI2V 5B) compresses 16x, Wan 2.1's 8x
+    return (channels, (frames - 1) // 4 + 1, height // s, width // s)
 
-def latent_tokens(frames: int, width: int, height: int) -> int:
-    "Transformer tokens of one sample: latent frames x (h/16) x (w/16)."
-    return ((frames - 1) // 4 + 1) * (height // 16) * (width // 16)
+def latent_tokens(frames: int, width: int, height: int, channels: int = 16) -> int:
+    "Transformer tokens of one sample: latent frames x (h/2) x (w/2) of its latent (2x2 patches)."
+    _, t, h, w = latent_shape(frames, width, height, channels)
+    return t * (h // 2) * (w // 2)

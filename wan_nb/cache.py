@@ -543,13 +543,13 @@ def load_entry(entry: CacheEntry,
     return {**load_file(entry.latents), 'text': text, **condition}
 
 # %% ../nbs/09_cache.ipynb #bc25ed9d
-def _problem(path: Path, name: str, item: PlanItem | None) -> str | None:
+def _problem(path: Path, name: str, item: PlanItem | None, channels: int = 16) -> str | None:
     "Why tensor `name` of a cache file is unusable (missing, unreadable, wrong shape, not finite), or None."
     try:
         with safe_open(path, 'pt') as f: tensor = f.get_tensor(name)
     except FileNotFoundError: return 'missing; run `wan-nb cache` to encode it'
     except Exception as e: return f'unreadable ({e}); delete it and run `wan-nb cache`'
-    want = latent_shape(item.frames, item.width, item.height) if item else None
+    want = latent_shape(item.frames, item.width, item.height, channels) if item else None
     if want and tuple(tensor.shape) != want:
         return f'shape {tuple(tensor.shape)}, the plan needs {want}; delete it and re-cache'
     if not torch.isfinite(tensor).all(): return 'non-finite values; delete it and re-cache'
@@ -561,9 +561,9 @@ def verify_cache(index: CacheIndex, progress: bool = True) -> list[dict]:
     files += [(p, 'text', None) for p in index.texts]
     files += [(p, 'y', item) for p, (item, _) in index.conditions.items()]  # `y` has the latents' shape
     files += [(p, 'image', None) for p in index.conditions if index.image_id]
-    problems = []
+    channels, problems = 48 if index.task == 'ti2v' else 16, []  # TI2V 5B: Wan 2.2's 48-channel VAE
     for path, name, item in tqdm(files, desc='verifying', disable=not progress):
-        if reason := _problem(path, name, item): problems.append(dict(file=str(path), reason=reason))
+        if reason := _problem(path, name, item, channels): problems.append(dict(file=str(path), reason=reason))
     return problems
 
 # %% ../nbs/09_cache.ipynb #9a499b45

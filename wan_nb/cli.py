@@ -302,7 +302,7 @@ def _verify(index, progress: bool = True) -> list[dict]:
     "Check every cache entry of `index`: readable, right shape, finite; print the problems."
     from wan_nb.cache import verify_cache
     problems = verify_cache(index, progress=progress)
-    print(f"verify: {len(index.latents) + len(index.texts)} files checked, {len(problems)} problems")
+    print(f"verify: {len(index.latents) + len(index.texts) + len(index.conditions)} files checked, {len(problems)} problems")
     for p in problems: print(f"  {p['file']}: {p['reason']}")
     return problems
 

@@ -10,21 +10,21 @@ from pathlib import Path
 
 from fastcore.basics import patch
 
-from .buckets import latent_shape
+from .buckets import latent_shape, latent_tokens
 from .cache import cache_index
 from .core import format_bytes, free_bytes, mount_point, repo_root
 from .lora_io import parse_blocks, target_pattern
 from .models import WAN_VARIANTS, ModelFileError, _shipped_config, _resolve, _transformer_summary, identify_model, model_source
 from .plan import DatasetPlan, format_table, plan_dataset
-from .train import RunConfig
+from .train import RunConfig, model_task
 
 # %% auto #0
-__all__ = ['GiB', 'TEXT_TOKENS', 'CACHE_DTYPE_BYTES', 'HEADER_BYTES', 'USABLE_FRACTION', 'CUDA_CONTEXT_GB', 'WanShapes',
-           'shapes_from_config', 'model_shapes', 'block_linears', 'param_counts', 'MemoryOptions', 'memory_options',
-           'block_bytes', 'weight_bytes', 'lora_linears', 'lora_params', 'lora_bytes', 'block_saved_bytes',
-           'block_peak_extra_bytes', 'model_level_bytes', 'activation_bytes', 'checkpoint_bytes', 'cache_bytes',
-           'DiskPlan', 'disk_plan', 'usable_gb', 'MemoryRow', 'bucket_row', 'MemoryPlan', 'suggest', 'memory_plan',
-           'bucket_plan']
+__all__ = ['GiB', 'TEXT_TOKENS', 'IMAGE_TOKENS', 'CACHE_DTYPE_BYTES', 'HEADER_BYTES', 'USABLE_FRACTION', 'CUDA_CONTEXT_GB',
+           'WanShapes', 'shapes_from_config', 'model_shapes', 'block_linears', 'param_counts', 'MemoryOptions',
+           'memory_options', 'block_bytes', 'weight_bytes', 'lora_linears', 'lora_params', 'lora_bytes',
+           'block_saved_bytes', 'block_peak_extra_bytes', 'model_level_bytes', 'activation_bytes', 'checkpoint_bytes',
+           'cache_bytes', 'DiskPlan', 'disk_plan', 'usable_gb', 'MemoryRow', 'bucket_row', 'MemoryPlan', 'suggest',
+           'memory_plan', 'bucket_plan']
 
 # %% ../nbs/12_fit.ipynb #8e48bd85
 @dataclass(frozen=True)
@@ -164,8 +164,9 @@ def lora_bytes(s: WanShapes, o: MemoryOptions) -> dict[str, int]:
 
 # %% ../nbs/12_fit.ipynb #ea87ed0c
 TEXT_TOKENS = 512  # UMT5 tokens, padded as WanPipeline does
+IMAGE_TOKENS = 257  # Wan 2.1 I2V's CLIP ViT-H/14 features: 16 x 16 patches and the class token
 
-def _tokens_of(kind: str, t: int) -> int: return dict(x=t, text=TEXT_TOKENS, image=257)[kind]
+def _tokens_of(kind: str, t: int) -> int: return dict(x=t, text=TEXT_TOKENS, image=IMAGE_TOKENS)[kind]
 
 def block_saved_bytes(s: WanShapes, o: MemoryOptions, t: int) -> int:
     "Bytes one block keeps for its backward pass, for one sample of `t` tokens."
@@ -208,13 +209,16 @@ def checkpoint_bytes(s: WanShapes, o: MemoryOptions) -> dict[str, int]:
 CACHE_DTYPE_BYTES = 2  # bf16: on CUDA the VAE and the text encoder run in bf16 and the cache keeps what they give
 HEADER_BYTES = 1024  # a cache file's safetensors header: its key, source, window, resize method, model identity
 
-def cache_bytes(plan: DatasetPlan, text_dim: int) -> dict[str, int]:
-    "Bytes and files of `plan`'s cache: latents exactly, texts at most (512 tokens each)."
-    index = cache_index(plan, 'vae', 'text')  # the identities do not change how many files there are
-    lat = sum(math.prod(latent_shape(i.frames, i.width, i.height)) for i, _ in index.latents.values())
-    return dict(latents=lat * CACHE_DTYPE_BYTES + len(index.latents) * HEADER_BYTES, latent_files=len(index.latents),
-                texts=len(index.texts) * (TEXT_TOKENS * text_dim * CACHE_DTYPE_BYTES + HEADER_BYTES), text_files=len(index.texts))
-
+def cache_bytes(plan: DatasetPlan, s: WanShapes) -> dict[str, int]:
+    "Bytes and files of `plan`'s cache for transformer `s`: latents and I2V conditions exactly, texts at most."
+    index = cache_index(plan, 'vae', 'text', model_task(s), 'image' if s.image_dim else None)  # ids: names only
+    latent = lambda i: math.prod(latent_shape(i.frames, i.width, i.height, s.out_channels)) * CACHE_DTYPE_BYTES
+    clip = IMAGE_TOKENS * (s.image_dim or 0) * CACHE_DTYPE_BYTES  # Wan 2.1 I2V: CLIP features beside `y`
+    return dict(latents=sum(latent(i) + HEADER_BYTES for i, _ in index.latents.values()), latent_files=len(index.latents),
+                texts=len(index.texts) * (TEXT_TOKENS * s.text_dim * CACHE_DTYPE_BYTES + HEADER_BYTES),
+                text_files=len(index.texts),
+                conditions=sum(latent(i) + clip + HEADER_BYTES for i, _ in index.conditions.values()),
+                condition_files=len(index.conditions))
 
 # %% ../nbs/12_fit.ipynb #ea05858b
 @dataclass
@@ -233,6 +237,8 @@ class DiskPlan:
     run_total: int = 0
     cache_total: int = 0
     short: list[str] = field(default_factory=list)  # disks without room for what goes there
+    conditions: int = 0  # image-to-video: `y` (and CLIP features) per window
+    condition_files: int = 0
 
 
 # %% ../nbs/12_fit.ipynb #fe143fbf
@@ -245,12 +251,12 @@ def _shortfalls(needs: list[tuple[Path, int]]) -> list[str]:
 
 def disk_plan(cfg: RunConfig, s: WanShapes, o: MemoryOptions, plan: DatasetPlan) -> DiskPlan:
     "The disk space of `cfg`'s checkpoints, best and final LoRA, and of `plan`'s cache."
-    ck, c = checkpoint_bytes(s, o), cache_bytes(plan, s.text_dim)
+    ck, c = checkpoint_bytes(s, o), cache_bytes(plan, s)
     one, n = sum(ck.values()), cfg.keep_last_n_checkpoints + 1
     best = one if any(i.split == 'val' for i in plan.items) else 0
     out = Path(cfg.output_dir) if cfg.output_dir else repo_root()/'runs'/cfg.name
     dirs = sorted({str(d.cache_directory) for d in plan.datasets})
-    run_total, cache_total = one * n + best + ck['lora'], c['latents'] + c['texts']
+    run_total, cache_total = one * n + best + ck['lora'], c['latents'] + c['texts'] + c['conditions']
     per_dir = [(Path(d), cache_total // len(dirs)) for d in dirs]
     return DiskPlan(one, n, best, ck['lora'], str(out), **c, cache_dirs=dirs, run_total=run_total,
                     cache_total=cache_total, short=_shortfalls([(out, run_total)] + per_dir))
@@ -268,6 +274,7 @@ def __str__(self: DiskPlan) -> str:
             f"final {f(self.final)}\n"
             f"- cache ({', '.join(self.cache_dirs)}): {f(self.cache_total)} = {self.latent_files} latent files "
             f"{f(self.latents)} + {self.text_files} caption files of at most {f(self.texts)}"
+            + (f" + {self.condition_files} image-to-video condition files {f(self.conditions)}" if self.condition_files else "")
             + ''.join(f"\n- **not enough room**: {s}" for s in self.short))
 
 
@@ -294,12 +301,10 @@ class MemoryRow:
     fits: bool
 
 # %% ../nbs/12_fit.ipynb #269e9392
-def _tokens(w: int, h: int, frames: int) -> int: return ((frames - 1) // 4 + 1) * (h // 16) * (w // 16)
-
 def bucket_row(s: WanShapes, o: MemoryOptions, w: int, h: int, frames: int, batch: int, usable: float,
                dataset: int = 0) -> MemoryRow:
     "The memory row of one bucket (w, h, frames) at `batch` samples."
-    t = _tokens(w, h, frames)
+    t = latent_tokens(frames, w, h, s.out_channels)
     wb, lb, ab = weight_bytes(s, o), lora_bytes(s, o), activation_bytes(s, o, t, batch)
     weights = sum(wb.values()) / GiB
     lora, acts = sum(lb.values()) / GiB, sum(ab.values()) / GiB

@@ -1,13 +1,16 @@
 """An image-to-video LoRA of each kind (Wan 2.1 I2V, Wan 2.2 I2V A14B's two experts, TI2V 5B) trains on the tiny
 models with a falling stable validation loss, and the files it saves load in diffusers' `WanImageToVideoPipeline`
 with the same transformer output as the trainer's model, on the inputs the pipeline builds."""
+import json
+
 import pytest
 import torch
 from diffusers import WanImageToVideoPipeline
+from safetensors.torch import load_file
 
 from wan_nb.models import make_tiny_model
 from wan_nb.train import Trainer, load_run_config, model_inputs, model_task
-from wan_nb.validate import Validator
+from wan_nb.validate import Validator, stable_validation_loss
 
 CLIPS = '''[general]
 validation_split = 0.25
@@ -45,6 +48,15 @@ def test_i2v_lora_learns_and_loads_in_diffusers(variant, demo_dir, tmp_path):
     final = trainer.train()
     val = [e.val_loss for e in validator.history]
     assert len(val) == 3 and val[-1] < val[0], val
+    again = stable_validation_loss(trainer.transformer, validator.batches['val'], validator.timesteps)
+    assert again['loss'] == val[-1]  # the same items, timesteps and noise every time
+    events = [json.loads(l) for l in (tmp_path/'run'/'events.jsonl').read_text().splitlines()]
+    if variant == 'i2v-2.2':  # each expert on its side of Wan 2.2 I2V's boundary
+        assert {e['expert'] for e in events} == {'high', 'low'}
+        assert all((t >= 0.9) == (e['expert'] == 'high') for e in events for t in e['timesteps'])
+    keys = set(load_file(next(final.glob('*.safetensors'))))
+    has_image_layers = any('.cross_attn.k_img.' in k for k in keys) and any('.cross_attn.v_img.' in k for k in keys)
+    assert has_image_layers == (variant == 'i2v-2.1')  # `all` takes Wan 2.1's image projections, ComfyUI names
 
     pipe = WanImageToVideoPipeline.from_pretrained(model)
     experts = {'transformer': trainer.transformer, 'transformer_2': trainer.transformer_2}

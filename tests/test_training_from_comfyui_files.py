@@ -7,9 +7,9 @@ from pathlib import Path
 
 import torch
 
-from wan_nb.cache import model_cache_index
+from wan_nb.cache import load_entry, model_cache_index
 from wan_nb.lora_io import read_lora
-from wan_nb.models import load_wan, model_source, write_comfy_files
+from wan_nb.models import load_wan, make_tiny_model, model_source, write_comfy_files
 from wan_nb.plan import plan_dataset
 from wan_nb.train import Trainer, load_run_config
 
@@ -79,3 +79,28 @@ def test_wan_nb_cache_takes_single_files(tiny_model_dir, demo_dir, tmp_path, cap
     assert 'verify: ' in capsys.readouterr().out
     assert main(['cache', str(demo_dir/'comfy_cache.toml'), '--model', str(comfy.model)]) == 2  # no VAE named
     assert 'no vae for this model; name its file in the RUN.toml (vae = ...) or on the command line (--vae)' in capsys.readouterr().err
+
+
+CLIPS = '''[[datasets]]
+video_directory = "videos"
+cache_directory = "cache/comfy_i2v_clips"
+resolution = [64, 32]
+target_frames = [5]
+'''
+
+
+def test_wan21_i2v_trains_from_comfyui_files_and_clip_vision_h(demo_dir, tmp_path):
+    "Wan 2.1 I2V from its transformer file and clip_vision_h.safetensors: conditions cached, image layers trained."
+    i2v = make_tiny_model(tmp_path/'i2v', variant='i2v-2.1')
+    comfy = write_comfy_files(i2v, tmp_path/'comfy')
+    assert comfy.image_encoder.name == 'clip_vision_h.safetensors'
+    (demo_dir/'comfy_i2v_clips.toml').write_text(CLIPS)
+    run = run_toml(tmp_path, comfy, demo_dir/'comfy_i2v_clips.toml', image_encoder='comfy/clip_vision_h.safetensors',
+                   max_train_steps=2, checkpoint_every_n_steps=2)
+    r = subprocess.run([WAN_NB, 'train', str(run), '--no-track'], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    lora = read_lora(tmp_path/'out'/'final'/'lora.safetensors')
+    assert len(lora.modules) == 4 * 12  # the 10 T2V layers and add_k_proj / add_v_proj of every block
+    cfg = load_run_config(run)
+    entries = model_cache_index(plan_dataset(cfg.dataset, progress=False), model_source(cfg)).entries
+    assert entries and all(sorted(load_entry(e)) == ['image', 'latents', 'text', 'y'] for e in entries)

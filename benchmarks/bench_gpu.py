@@ -34,6 +34,7 @@ Usage: python benchmarks/bench_gpu.py [--json F] [--peak-tflops 989] [--budget-s
        OMP_NUM_THREADS=1 python benchmarks/bench_gpu.py --tiny [--json F]
 """
 import argparse, gc, itertools, json, math, re, sys, time, traceback
+from types import SimpleNamespace
 START = time.perf_counter()  # the time budget counts the imports too
 
 import torch
@@ -45,7 +46,7 @@ from wan_nb.fit import (activation_bytes, bucket_plan, bucket_row, lora_bytes, m
                         shapes_from_config, suggest, usable_gb, weight_bytes)
 from wan_nb.models import _shipped_config
 from wan_nb.quant import quantize_linears
-from wan_nb.train import RunConfig, Trainer, timestep_window, weights_dtype
+from wan_nb.train import RunConfig, Trainer, model_task, timestep_window, weights_dtype
 
 GiB = 2**30
 CAP_GIB = 24
@@ -203,9 +204,10 @@ def run_config(args, variant: str, quant: str = 'none', swap: int = 0, switch_ev
 
 
 def make_trainer(cfg: RunConfig, experts: dict, boundary: float | None) -> Trainer:
-    "A Trainer around `experts` without a dataset: roles, windows and epoch length set here, then prepare_experts."
+    "A Trainer around `experts` without a dataset: roles, task, windows and epoch length set here, then prepare_experts."
     tr = Trainer(cfg, progress=False)
     tr.roles, tr.boundary = list(experts), boundary
+    tr.model_info = SimpleNamespace(task=model_task(next(iter(experts.values())).config))  # what _loss feeds it
     tr.windows = {r: timestep_window(cfg, boundary, r) for r in tr.roles}
     tr.batches_per_epoch = 10**9
     tr.prepare_experts(experts)

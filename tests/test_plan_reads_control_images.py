@@ -84,8 +84,8 @@ def test_missing_control_image_drops_its_clip_naming_the_file_and_the_fix(clips)
     items, dropped = by_source(plan)
     assert set(items) == {'clips/a.mp4', 'clips/b.mp4'}
     assert dropped['clips/c.mp4'] == (f'clips/c.mp4: no control image: {clips}/controls has no c.png, .jpg, .jpeg, '
-                                      '.webp, .bmp or .avif; add the still the clip starts from, or move the clip '
-                                      'out of the dataset.')
+                                      '.webp, .bmp, .avif, .tif or .tiff; add the still the clip starts from, or '
+                                      'move the clip out of the dataset.')
 
 
 def test_unreadable_control_image_drops_its_clip_with_the_reason(clips):

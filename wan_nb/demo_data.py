@@ -248,8 +248,8 @@ target_frames = [1, 13]
 
 [[datasets]]
 video_directory = "videos"
-cache_directory = "cache/videos_uniform_32x16"
-resolution = [32, 16]
+cache_directory = "cache/videos_uniform_48x32"
+resolution = [48, 32]
 frame_extraction = "uniform"
 target_frames = [25]
 frame_sample = 2

@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_plan.ipynb #7a051a7c
 from __future__ import annotations
-import difflib, hashlib, json, math, tomllib
+import difflib, hashlib, json, math, os, tomllib, unicodedata
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -12,17 +12,18 @@ from pathlib import Path
 from fastcore.basics import patch
 from tqdm.auto import tqdm
 
-from .buckets import (EXTRACTION_MODES, bucket_for, floor16, frame_windows, latent_shape, latent_tokens,
-                            round_target_frames)
+from .buckets import (EXTRACTION_MODES, bucket_for, bucket_sizes, floor16, frame_windows, latent_shape,
+                            latent_tokens, round_target_frames)
 from .core import atomic_path
-from .media import (IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, WAN_FPS, MediaError, ProbeCache, is_image, is_video,
-                          source_frame_indices)
+from .media import (IMAGE_EXTENSIONS, UNREAD_EXTENSIONS, VIDEO_EXTENSIONS, WAN_FPS, MediaError, ProbeCache,
+                          is_frame_folder, is_image, is_video, source_frame_indices)
 
 # %% auto #0
-__all__ = ['COMMON_KEYS', 'IMAGE_KEYS', 'VIDEO_KEYS', 'EXTENSION_KEYS', 'GENERAL_ONLY_KEYS', 'ConfigError', 'DatasetSpec',
-           'DatasetConfig', 'load_dataset_config', 'Dropped', 'Source', 'read_caption', 'list_sources', 'PlanItem',
-           'validation_sources', 'DatasetPlan', 'plan_dataset', 'BucketSummary', 'format_table', 'plan_dict',
-           'write_plan_json', 'plot_plan', 'ClipSuggestion', 'suggest_resolution']
+__all__ = ['COMMON_KEYS', 'IMAGE_KEYS', 'VIDEO_KEYS', 'EXTENSION_KEYS', 'GENERAL_ONLY_KEYS', 'MAX_CAPTION_TOKENS', 'ConfigError',
+           'DatasetSpec', 'DatasetConfig', 'load_dataset_config', 'Dropped', 'Source', 'clean_caption', 'read_caption',
+           'is_hidden', 'list_sources', 'Ignored', 'ignored_files', 'PlanItem', 'validation_sources', 'Corrected',
+           'LongCaption', 'caption_tokens', 'DatasetPlan', 'long_captions', 'plan_dataset', 'BucketSummary',
+           'format_table', 'plan_dict', 'write_plan_json', 'plot_plan', 'ClipSuggestion', 'suggest_resolution']
 
 # %% ../nbs/06_plan.ipynb #23f6ff1f
 COMMON_KEYS = {'resolution': [960, 544], 'caption_extension': '.txt', 'batch_size': 1, 'num_repeats': 1,
@@ -82,6 +83,11 @@ def _unknown_keys(where: str, keys: set, valid: set, config: Path):
     raise ConfigError(f"{config}: {where} has unknown key {', '.join(hints)}; "
                       f"valid keys there: {', '.join(sorted(valid))}.")
 
+# %% ../nbs/06_plan.ipynb #bb0acab3
+def _bucket_list(resolution: tuple[int, int]) -> str:
+    "The bucket sizes of `resolution`'s area, as text."
+    return ', '.join(f'{w}x{h}' for w, h in bucket_sizes(resolution))
+
 # %% ../nbs/06_plan.ipynb #4e7e0050
 def _resolution(value, where: str, config: Path, enable_bucket: bool, warnings: list) -> tuple[int, int]:
     res = (value, value) if isinstance(value, int) else None
@@ -90,15 +96,25 @@ def _resolution(value, where: str, config: Path, enable_bucket: bool, warnings: 
         raise ConfigError(f"{config}: {where} resolution = {value!r}; write an int or [width, height], "
                           "e.g. [960, 544].")
     if res[0] % 16 or res[1] % 16:
-        fix = f"[{floor16(res[0])}, {floor16(res[1])}] or [{floor16(res[0]) + 16}, {floor16(res[1]) + 16}]"
+        near = [(floor16(res[0]), floor16(res[1])), (floor16(res[0]) + 16, floor16(res[1]) + 16)]
         if not enable_bucket:
             raise ConfigError(f"{config}: {where} resolution = {list(res)} is not a multiple of 16, "
                               "which Wan needs (and with enable_bucket off every sample gets exactly "
-                              f"this size); use {fix}.")
-        warnings.append(f"{config}: {where} resolution = {list(res)} is not a multiple of 16; "
-                        "buckets are floored to multiples of 16 around its area. "
-                        f"Write {fix} to say what you get.")
+                              f"this size); use {' or '.join(str(list(r)) for r in near)}.")
+        others = '; '.join(f'{list(r)} gives {_bucket_list(r)}' for r in near)
+        warnings.append(f"{config}: {where} resolution = {list(res)} is not a multiple of 16; with buckets only "
+                        f"its area ({res[0] * res[1]} pixels) counts: it uses the buckets {_bucket_list(res)}. "
+                        f"The nearest sizes that divide by 16 give other buckets: {others}.")
     return res
+
+
+# %% ../nbs/06_plan.ipynb #e702572c
+def _musubi_area_notes(res: tuple[int, int], kind: str, enable_bucket: bool, where: str, config: Path) -> list[str]:
+    "A note when musubi-tuner's bucket code would divide by zero on `res` (an area under 32x32 that it buckets)."
+    if res[0] * res[1] >= 32 * 32 or not (enable_bucket or kind == 'video'): return []
+    return [f"{config}: {where} resolution = {list(res)} has an area under 32x32: musubi-tuner's bucket code "
+            "divides by zero there (its smallest bucket width is 0), so this config does not run in musubi-tuner; "
+            "wan-nb plans it (buckets from 16 pixels). Use an area of at least 32x32 to share the config."]
 
 # %% ../nbs/06_plan.ipynb #c6485255
 def _dataset_values(entry: dict, general: dict, where: str, config: Path) -> tuple[str, dict]:
@@ -201,9 +217,10 @@ def _dataset_spec(index: int, entry: dict, general: dict, split: str, config: Pa
     cache = _cache_directory(v, source, config)
     control = _control_directory(v, key, where, config)
     warnings += _outside_notes(config, where, source, cache, control)
+    resolution = _resolution(v['resolution'], where, config, v['enable_bucket'], warnings)
+    warnings += _musubi_area_notes(resolution, kind, v['enable_bucket'], where, config)
     return DatasetSpec(index=index, kind=kind, split=split, source=source, source_as_written=v[key],
-                       from_jsonl='jsonl' in key, cache_directory=cache,
-                       resolution=_resolution(v['resolution'], where, config, v['enable_bucket'], warnings),
+                       from_jsonl='jsonl' in key, cache_directory=cache, resolution=resolution,
                        target_frames=targets, caption_dropout=float(v['caption_dropout']),
                        control_directory=control, **{k: v[k] for k in _PLAIN_KEYS})
 
@@ -244,6 +261,31 @@ def _dataset_specs(raw: dict, general: dict, path: Path, warnings: list) -> list
             specs.append(replace(_dataset_spec(i, entry, general, split, path, warnings), index=len(specs)))
     return specs
 
+# %% ../nbs/06_plan.ipynb #a52cd413
+def _musubi_head_frames(target: int, source_fps: float) -> int:
+    "Frames musubi-tuner's reader returns for a `target`-frame head at `source_fps` < 16."
+    acc, n = 0.0, 0
+    while int(acc) < target:  # musubi's accumulator: each frame advances the 16 fps index by 16 / source_fps
+        acc += WAN_FPS / source_fps
+        n += 1
+    return n
+
+# %% ../nbs/06_plan.ipynb #e6dd0ae7
+def _slow_head_notes(specs: list[DatasetSpec]) -> list[str]:
+    "A note per head dataset with `source_fps` under 16 whose heads musubi-tuner's reader would cut short."
+    notes = []
+    for s in specs:
+        head = s.frame_extraction == 'head' or (s.frame_extraction == 'uniform' and s.frame_sample == 1)
+        if s.kind != 'video' or not head or not s.source_fps or s.source_fps >= WAN_FPS: continue
+        longest = max(s.target_frames)
+        read = _musubi_head_frames(longest, s.source_fps)
+        if lost := [str(t) for t in s.target_frames if t > read]:
+            notes.append(f"dataset {s.index}: source_fps = {s.source_fps:g} is under 16. musubi-tuner's reader stops "
+                         f"a head at frame {longest} of the 16 fps timeline, which such a clip reaches after {read} of "
+                         f"its frames, so musubi makes no {', '.join(lost)}-frame heads here; wan-nb keeps every "
+                         "window the frames allow (a clip under 16 fps keeps all its frames, none repeated).")
+    return notes
+
 # %% ../nbs/06_plan.ipynb #86ef5a0b
 def load_dataset_config(path: Path) -> DatasetConfig:
     "Read a musubi-tuner dataset config (TOML, or JSON with the same structure) and check every key."
@@ -258,6 +300,7 @@ def load_dataset_config(path: Path) -> DatasetConfig:
     if not any(s.split == 'train' for s in specs):
         raise ConfigError(f"{path}: no [[datasets]] entry; add at least one.")
     _refuse_shared_cache(specs, path)
+    warnings += _slow_head_notes(specs)
     split = general.get('validation_split', 0.0)
     if not 0 <= split < 1:
         raise ConfigError(f"{path}: validation_split = {split}; use a fraction in [0, 1), e.g. 0.1.")
@@ -280,11 +323,33 @@ class Source:
     name: str  # as the config gives it: directory as written + file name, or the JSONL path
     caption: str
     control: Path | None = None
+    caption_fixes: tuple[str, ...] = ()  # what cleaning the caption changed (a byte-order mark removed, ...)
+
+# %% ../nbs/06_plan.ipynb #e06754d3
+def _line_endings(text: str) -> list[str]:
+    "The kinds of line ending in `text`: 'CRLF', 'CR', 'LF'."
+    crlf = text.count('\r\n')
+    return [k for k, n in (('CRLF', crlf), ('CR', text.count('\r') - crlf), ('LF', text.count('\n') - crlf)) if n]
+
+# %% ../nbs/06_plan.ipynb #f6b41974
+def clean_caption(text: str) -> tuple[str, list[str]]:
+    "`text` stripped, without byte-order marks, control characters or CR line endings; and what was cleaned."
+    notes = ['byte-order mark removed'] if '\ufeff' in text else []
+    text = text.replace('\ufeff', '').strip()
+    endings = _line_endings(text)
+    if len(endings) > 1 or endings == ['CR']: notes.append(f"line endings {' and '.join(endings)} made LF")
+    text = text.replace('\r\n', '\n').replace('\r', '\n')
+    controls = sorted({c for c in text if unicodedata.category(c) == 'Cc' and c not in '\t\n'})
+    if controls: notes.append(f"control characters {', '.join(f'U+{ord(c):04X}' for c in controls)} removed")
+    return ''.join(c for c in text if c not in controls).strip(), notes
 
 # %% ../nbs/06_plan.ipynb #44bdbf6f
-def read_caption(path: Path) -> str:
-    "The stripped text of a caption file; `ValueError` naming the file if it is not UTF-8."
-    try: return path.read_bytes().decode('utf-8').strip()
+def read_caption(path: Path) -> tuple[str, list[str]]:
+    "The cleaned text of a caption file and what cleaning changed; `ValueError` naming the file if it is not UTF-8."
+    data = path.read_bytes()
+    if data[:2] in (b'\xff\xfe', b'\xfe\xff'):
+        raise ValueError(f"{path}: UTF-16 (it starts with a UTF-16 byte-order mark); re-save it as UTF-8.")
+    try: return clean_caption(data.decode('utf-8'))
     except UnicodeDecodeError as e:
         raise ValueError(f"{path}: not UTF-8 (byte {e.start}); re-save it as UTF-8.") from None
 
@@ -322,11 +387,18 @@ def _control_for(stem: str, controls: dict, directory: Path) -> Path | str:
     return (f"no control image: {directory} has no {stem}{IMAGE_EXTENSIONS[0]}, {exts}; add the still the clip "
             "starts from, or move the clip out of the dataset.")
 
+# %% ../nbs/06_plan.ipynb #772e36a3
+_SYSTEM_NAMES = {'thumbs.db', 'ehthumbs.db', 'desktop.ini', '__macosx', '@eadir', '$recycle.bin'}
+
+def is_hidden(path: Path) -> bool:
+    "A dotfile, or a file or folder the operating system leaves in folders (Thumbs.db, desktop.ini, __MACOSX, ...)."
+    return path.name.startswith('.') or path.name.lower() in _SYSTEM_NAMES
+
 # %% ../nbs/06_plan.ipynb #a76ff0cc
 def _directory_entries(spec: DatasetSpec) -> list[tuple]:
     "(media path, name, caption file or None, caption file's name, control) for a directory source."
     exts = IMAGE_EXTENSIONS if spec.kind == 'image' else VIDEO_EXTENSIONS
-    files = sorted(p for p in spec.source.iterdir() if p.is_file() and p.suffix.lower() in exts)
+    files = sorted(p for p in spec.source.iterdir() if p.is_file() and p.suffix.lower() in exts and not is_hidden(p))
     controls = _control_images(spec.control_directory) if spec.control_directory else None
     entries = []
     for p in files:
@@ -336,14 +408,31 @@ def _directory_entries(spec: DatasetSpec) -> list[tuple]:
         entries.append((p, name, caption_file if caption_file.is_file() else None, caption_file.name, control))
     return entries
 
+# %% ../nbs/06_plan.ipynb #8bfc1d44
+def _jsonl_path(jsonl: Path, written: str, from_cwd: list) -> Path:
+    "A JSONL line's path: beside the JSONL file, else from the working directory (noted in `from_cwd`)."
+    beside, here = (jsonl.parent/written).resolve(), Path(written).resolve()
+    if beside.exists() or not here.exists(): return beside
+    from_cwd.append(written)
+    return here
+
+# %% ../nbs/06_plan.ipynb #9b7bc38b
+def _cwd_note(jsonl: Path, from_cwd: list) -> list[str]:
+    "The note for a JSONL file some of whose paths were read from the working directory."
+    if not from_cwd: return []
+    shown = ', '.join(from_cwd[:3]) + (f' and {len(from_cwd) - 3} more' if len(from_cwd) > 3 else '')
+    return [f"{jsonl}: {len(from_cwd)} path(s) on its lines are not beside it, so they were read from the working "
+            f"directory {Path.cwd()}, as musubi-tuner reads them ({shown}). Planned from another folder they would "
+            "not be found: write them as absolute paths, or relative to the JSONL file's folder."]
+
 # %% ../nbs/06_plan.ipynb #73fc413b
-def _jsonl_control(spec: DatasetSpec, row: dict, line: str) -> Path | str:
+def _jsonl_control(spec: DatasetSpec, row: dict, line: str, from_cwd: list) -> Path | str:
     "The control image a JSONL line names in musubi's `control_path` key, or why it has none (a drop reason)."
     written = row.get('control_path')
     if not written:
         return (f"no \"control_path\" on {line} of {spec.source.name}, though other lines have one; add the still "
                 "the clip starts from.")
-    path = (spec.source.parent/written).resolve()
+    path = _jsonl_path(spec.source, written, from_cwd)
     if not is_image(path):
         return (f"control_path {written!r} is not an image ({', '.join(IMAGE_EXTENSIONS)}); the control is the "
                 "still the clip starts from.")
@@ -351,11 +440,11 @@ def _jsonl_control(spec: DatasetSpec, row: dict, line: str) -> Path | str:
     return path
 
 # %% ../nbs/06_plan.ipynb #0df79051
-def _jsonl_entries(spec: DatasetSpec) -> list[tuple]:
+def _jsonl_entries(spec: DatasetSpec, warnings: list) -> list[tuple]:
     "(media path, path as written, caption or None, line, control) for each line of a JSONL source."
     key = f'{spec.kind}_path'
     rows = []
-    for n, line in enumerate(spec.source.read_text().splitlines(), 1):
+    for n, line in enumerate(spec.source.read_text(encoding='utf-8-sig').splitlines(), 1):
         if not line.strip(): continue
         try: row = json.loads(line)
         except json.JSONDecodeError as e:
@@ -364,15 +453,23 @@ def _jsonl_entries(spec: DatasetSpec) -> list[tuple]:
             raise ConfigError(f"{spec.source}:{n}: no {key!r} key; each line needs "
                               f"{{\"{key}\": ..., \"caption\": ...}}.")
         rows.append((f'line {n}', row))
-    controls = spec.kind == 'video' and any(row.get('control_path') for _, row in rows)
-    return [((spec.source.parent/row[key]).resolve(), row[key], row.get('caption'), line,
-             _jsonl_control(spec, row, line) if controls else None) for line, row in rows]
+    controls, from_cwd = spec.kind == 'video' and any(row.get('control_path') for _, row in rows), []
+    entries = [(_jsonl_path(spec.source, row[key], from_cwd), row[key], row.get('caption'), line,
+                _jsonl_control(spec, row, line, from_cwd) if controls else None) for line, row in rows]
+    warnings += _cwd_note(spec.source, from_cwd)
+    return entries
+
+# %% ../nbs/06_plan.ipynb #ae8b2f0b
+def _source_caption(caption: Path | str | None) -> tuple[str | None, list[str]]:
+    "The cleaned caption of a caption file or a JSONL line (None: it has none), and what cleaning changed."
+    if isinstance(caption, Path): return read_caption(caption)
+    return (None, []) if caption is None else clean_caption(caption)
 
 # %% ../nbs/06_plan.ipynb #ae831fb8
 def list_sources(spec: DatasetSpec, warnings: list) -> tuple[list[Source], list[Dropped]]:
     "The dataset's usable sources with captions, and those dropped before decoding (caption, name, control)."
     sources, dropped, stems = [], [], {}
-    entries = _jsonl_entries(spec) if spec.from_jsonl else _directory_entries(spec)
+    entries = _jsonl_entries(spec, warnings) if spec.from_jsonl else _directory_entries(spec)
     for path, name, caption, caption_file, control in entries:
         drop = lambda reason: dropped.append(Dropped(spec.index, name, None, f"{name}: {reason}"))
         if path.stem in stems and not spec.from_jsonl:
@@ -380,11 +477,10 @@ def list_sources(spec: DatasetSpec, warnings: list) -> tuple[list[Source], list[
                  "and share cache entries); rename one of them.")
             continue
         stems[path.stem] = path.name
-        if isinstance(caption, Path):
-            try: caption = read_caption(caption)
-            except ValueError as e:
-                drop(str(e))
-                continue
+        try: caption, fixes = _source_caption(caption)
+        except ValueError as e:
+            drop(str(e))
+            continue
         caption = _finish_caption(caption, spec, name, caption_file, warnings)
         if caption is None:
             drop(f"no caption ({caption_file} is missing); write it, or set default_caption for the dataset.")
@@ -392,9 +488,97 @@ def list_sources(spec: DatasetSpec, warnings: list) -> tuple[list[Source], list[
         if isinstance(control, str):
             drop(control)
             continue
-        sources.append(Source(path, name, caption, control))
+        where = f'on {caption_file}' if spec.from_jsonl else caption_file
+        sources.append(Source(path, name, caption, control, tuple(f'caption {where}: {f}' for f in fixes)))
     if not entries: warnings.append(f"{spec.source}: dataset {spec.index} has no {spec.kind} files.")
     return sources, dropped
+
+# %% ../nbs/06_plan.ipynb #cdea3a5b
+@dataclass(frozen=True)
+class Ignored:
+    "A file (or a group of files) in a dataset's folder that no dataset reads, and why."
+    dataset: int
+    path: str  # the folder as the config writes it, then the name ('images/notes.pdf'); a folder ends with '/'
+    reason: str
+
+# %% ../nbs/06_plan.ipynb #89d7c669
+def _reads(kinds: set[str]) -> tuple[str, ...]:
+    "The media extensions that datasets of `kinds` ('image', 'video') read."
+    return (IMAGE_EXTENSIONS if 'image' in kinds else ()) + (VIDEO_EXTENSIONS if 'video' in kinds else ())
+
+def _is_read(p: Path, reads: tuple, caption_extension: str, media_stems: set[str]) -> bool:
+    "True for a media file of a read extension and for the caption of one."
+    if not p.is_file(): return False
+    if p.suffix.lower() in reads: return True
+    return p.name.endswith(caption_extension) and p.name[:-len(caption_extension)] in media_stems
+
+# %% ../nbs/06_plan.ipynb #14a86b7b
+def _stray_reason(p: Path, entries: list[Path], reads: tuple, caption_extension: str) -> str:
+    "Why a file of a dataset folder that is neither hidden nor read is left out, with the fix."
+    if p.is_symlink() and not p.exists():
+        return f"a broken link (to {os.readlink(p)}, which does not exist); fix the link or remove it."
+    if p.name.endswith(caption_extension):
+        stem = p.name[:-len(caption_extension)]
+        media = [q.name for q in entries if q.stem == stem and q != p]
+        if media: return f"the caption of {media[0]}, which is not read (see its line)."
+        return (f"a caption without a media file (no {stem}.* of a read extension beside it); add the file or remove "
+                "the caption.")
+    ext = p.suffix.lower()
+    if ext in UNREAD_EXTENSIONS: return f"{ext}: not read: {UNREAD_EXTENSIONS[ext]}."
+    for kind, exts in (('video', VIDEO_EXTENSIONS), ('image', IMAGE_EXTENSIONS)):
+        if ext in exts and ext not in reads:
+            return (f"{'a video' if kind == 'video' else 'an image'}, and no {kind} dataset reads this folder; "
+                    f"add one ({kind}_directory) to train it.")
+    return (f"{ext or 'no extension'}: not read; the folder's datasets read {', '.join(reads)} and captions "
+            f"ending {caption_extension}.")
+
+# %% ../nbs/06_plan.ipynb #c8e88208
+def _subfolder_reason(p: Path, folder: str, kinds: set[str]) -> str:
+    "Why a subfolder of a dataset folder is not read: musubi-tuner reads only the folder itself, and so does wan-nb."
+    files = sum(1 for q in p.rglob('*') if q.is_file())
+    frames = 'video' in kinds and is_frame_folder(p)
+    fix = ('to train it as a clip, name it as a video_path in a video_jsonl_file' if frames else
+           'move its files up, or give it its own [[datasets]] entry')
+    return (f"a {'folder of frames' if frames else 'subfolder'} ({files} file{'s' * (files != 1)}): like musubi-tuner, "
+            f"wan-nb reads only the files directly in {folder}/, not its subfolders; {fix}.")
+
+# %% ../nbs/06_plan.ipynb #b331ebd4
+def _folder_ignored(spec: DatasetSpec, kinds: set[str], skip: set[Path]) -> list[Ignored]:
+    "The files of a directory dataset's folder that no dataset reads; hidden and system files as one count."
+    folder, reads = spec.source_as_written.rstrip('/'), _reads(kinds)
+    entries = sorted(p for p in spec.source.iterdir() if p not in skip)
+    hidden, shown = [p.name for p in entries if is_hidden(p)], [p for p in entries if not is_hidden(p)]
+    stems = {p.stem for p in shown if p.is_file() and p.suffix.lower() in reads}
+    ignored = [Ignored(spec.index, f'{folder}/{p.name}/', _subfolder_reason(p, folder, kinds)) if p.is_dir() else
+               Ignored(spec.index, f'{folder}/{p.name}', _stray_reason(p, shown, reads, spec.caption_extension))
+               for p in shown if not _is_read(p, reads, spec.caption_extension, stems)]
+    if hidden:
+        names = ', '.join(hidden[:3]) + (', ...' if len(hidden) > 3 else '')
+        ignored.append(Ignored(spec.index, f'{folder}/', f"{len(hidden)} hidden or system file(s) ({names}): "
+                               "not media; skipped, as musubi-tuner skips them."))
+    return ignored
+
+# %% ../nbs/06_plan.ipynb #44091c8f
+_CACHE_PARTS = ('latents', 'text', 'condition')  # the folders wan-nb's cache writes in a cache_directory
+
+def _own_files(cfg: DatasetConfig) -> set[Path]:
+    "Paths in dataset folders that belong to the config: itself, JSONL files, control and cache folders, cache files."
+    caches = {s.cache_directory for s in cfg.datasets}
+    return ({cfg.path} | {s.source for s in cfg.datasets if s.from_jsonl} | caches |
+            {s.control_directory for s in cfg.datasets if s.control_directory} |
+            {c/part for c in caches for part in _CACHE_PARTS} |
+            {p for c in caches if c.is_dir() for p in c.glob('*.safetensors')})
+
+# %% ../nbs/06_plan.ipynb #2899c647
+def ignored_files(cfg: DatasetConfig) -> list[Ignored]:
+    "Every file in the config's dataset folders that no dataset reads, with the reason (a folder read twice: once)."
+    skip, ignored, done = _own_files(cfg), [], set()
+    for spec in cfg.datasets:
+        if spec.from_jsonl or spec.source in done: continue
+        done.add(spec.source)
+        kinds = {s.kind for s in cfg.datasets if s.source == spec.source and not s.from_jsonl}
+        ignored += _folder_ignored(spec, kinds, skip)
+    return ignored
 
 # %% ../nbs/06_plan.ipynb #3908bc04
 @dataclass(frozen=True)
@@ -415,6 +599,13 @@ class PlanItem:
     control: str | None = None  # absolute path of the control image (image-to-video), if any
     control_content: str | None = None  # content hash of the control image
 
+# %% ../nbs/06_plan.ipynb #3a4c1d6c
+def _rate(spec: DatasetSpec, info) -> str:
+    "At which rate a clip's frames were counted, for a drop reason."
+    if spec.source_fps or (spec.target_fps and info.fps): return 'at 16 fps'
+    if info.fps is None: return 'at 16 fps (a folder of frames; set source_fps if they were taken at another rate)'
+    return f'at its own {info.fps:g} fps (no source_fps/target_fps)'
+
 # %% ../nbs/06_plan.ipynb #ab060a11
 def _plan_source(spec: DatasetSpec, src: Source, info, split: str,
                  control=None) -> tuple[list[PlanItem], list[Dropped]]:
@@ -429,8 +620,8 @@ def _plan_source(spec: DatasetSpec, src: Source, info, split: str,
     n = len(source_frame_indices(info, spec.source_fps, spec.target_fps))
     windows, missed = frame_windows(n, spec.frame_extraction, spec.target_frames, spec.frame_stride,
                                     spec.frame_sample, spec.max_frames)
-    rate = 'at 16 fps' if spec.resampled else f'at its own {info.fps:g} fps (no source_fps/target_fps)'
-    drops = [Dropped(spec.index, src.name, t, f"{src.name}: {n} frames {rate} < target {t}") for t in missed]
+    drops = [Dropped(spec.index, src.name, t, f"{src.name}: {n} frames {_rate(spec, info)} < target {t}")
+             for t in missed]
     return [item(s, f) for s, f in windows], drops
 
 # %% ../nbs/06_plan.ipynb #76edf318
@@ -439,6 +630,34 @@ def validation_sources(contents: set[str], fraction: float) -> set[str]:
     if not fraction: return set()
     ranked = sorted(contents, key=lambda c: hashlib.sha256(f'wan-nb-val:{c}'.encode()).hexdigest())
     return set(ranked[:max(1, round(fraction * len(ranked)))] if len(ranked) > 1 else [])
+
+# %% ../nbs/06_plan.ipynb #e890691f
+@dataclass(frozen=True)
+class Corrected:
+    "A change made so that a source trains as its author sees it: a decoding correction or a caption cleanup."
+    dataset: int
+    source: str
+    correction: str
+
+# %% ../nbs/06_plan.ipynb #96e962ed
+MAX_CAPTION_TOKENS = 512  # UMT5 tokens the text encoder reads (WanPipeline's max_sequence_length)
+
+@dataclass(frozen=True)
+class LongCaption:
+    "A caption longer than the text encoder reads: its UMT5 token count and the text cut off."
+    dataset: int
+    source: str
+    tokens: int
+    cut: str
+
+# %% ../nbs/06_plan.ipynb #b952c0fc
+def caption_tokens(caption: str, tokenizer) -> tuple[int, str]:
+    "UMT5 tokens of `caption` as the text encoder gets it (cleaned like WanPipeline, `</s>` counted), and the text cut."
+    from diffusers.pipelines.wan.pipeline_wan import prompt_clean
+    text = prompt_clean(caption)
+    enc = tokenizer(text, add_special_tokens=True, return_offsets_mapping=True, verbose=False)
+    n, first_cut = len(enc.input_ids), MAX_CAPTION_TOKENS - 1  # the encoder keeps 511 tokens and `</s>`
+    return n, text[enc.offset_mapping[first_cut][0]:].strip() if n > MAX_CAPTION_TOKENS else ''
 
 # %% ../nbs/06_plan.ipynb #c034dbfc
 @dataclass
@@ -450,6 +669,9 @@ class DatasetPlan:
     dropped: list[Dropped]
     warnings: list[str]
     fingerprint: str
+    ignored: list[Ignored] = field(default_factory=list)  # files in dataset folders that no dataset reads
+    corrected: list[Corrected] = field(default_factory=list)  # what decoding and caption cleaning changed
+    long_captions: list[LongCaption] | None = None  # captions over 512 tokens; None: not counted (no tokenizer)
 
 # %% ../nbs/06_plan.ipynb #a9639495
 def _relative(p: Path, config: Path) -> str:
@@ -476,10 +698,26 @@ def _fingerprint(specs: list[DatasetSpec], sources: dict, config: Path) -> str:
 # %% ../nbs/06_plan.ipynb #025b41c0
 def _probe_source(probes: ProbeCache, src: Source) -> tuple:
     "The probes of a source and of its control image (None without one); `MediaError` naming the file."
+    if not src.path.exists():  # a JSONL line's path (read beside the JSONL file, else from the working directory)
+        raise MediaError(f"{src.name}: {src.path} does not exist; fix the path or remove its line.")
+    if src.path.is_file() and not src.path.stat().st_size:
+        raise MediaError(f"{src.name}: an empty file (0 bytes); copy it again from its source or remove it.")
     info = probes.probe(src.path)
     try: control = probes.probe(src.control) if src.control else None
     except MediaError as e: raise MediaError(f"{src.name}: control image {e}") from None
     return info, control
+
+# %% ../nbs/06_plan.ipynb #3421d0e5
+def _unusable(spec: DatasetSpec, src: Source, info) -> str | None:
+    "Why a decoded source cannot be trained in its dataset (a side under 16 pixels, a video in an image dataset)."
+    if spec.kind == 'image' and info.kind != 'image':
+        what = 'a folder of frames' if src.path.is_dir() else 'a video'
+        return (f"{src.name}: {what} ({info.frames} frames), and an image dataset reads single images; list it in a "
+                "video dataset.")
+    if min(info.width, info.height) < 16:
+        return (f"{src.name}: {info.width}x{info.height} is smaller than the smallest bucket (16 pixels a side: Wan's "
+                f"sizes are multiples of 16); use a larger {info.kind} or remove it.")
+    return None
 
 # %% ../nbs/06_plan.ipynb #500dc787
 def _probe_sources(cfg: DatasetConfig, probes: ProbeCache, progress: bool, warnings: list,
@@ -490,8 +728,11 @@ def _probe_sources(cfg: DatasetConfig, probes: ProbeCache, progress: bool, warni
         sources, drops = list_sources(spec, warnings)
         dropped += drops
         for src in tqdm(sources, desc=f'probing dataset {spec.index}', disable=not progress, leave=False):
-            try: probed.append((spec, src, *_probe_source(probes, src)))
-            except MediaError as e: dropped.append(Dropped(spec.index, src.name, None, str(e)))
+            try: info, control = _probe_source(probes, src)
+            except MediaError as e: reason = str(e)
+            else: reason = _unusable(spec, src, info)
+            if reason: dropped.append(Dropped(spec.index, src.name, None, reason))
+            else: probed.append((spec, src, info, control))
     probes.save()
     return probed
 
@@ -529,9 +770,34 @@ def _aspect_notes(probed: list[tuple], items: list[PlanItem], config: Path) -> l
             "which cuts off more of it than of the clip; crop it to the clip's aspect to choose what stays."
             for d, names in found.items()]
 
+# %% ../nbs/06_plan.ipynb #a974dc76
+def _corrections(probed: list[tuple]) -> list[Corrected]:
+    "What decoding and caption cleaning changed in each probed source, once per file and change."
+    found, seen = [], set()
+    for spec, src, info, control in probed:
+        controls = [f'control image {src.control.name}: {c}' for c in (control.corrections if control else ())]
+        for change in (*info.corrections, *controls, *src.caption_fixes):
+            if (src.path, change) not in seen:
+                seen.add((src.path, change))
+                found.append(Corrected(spec.index, src.name, change))
+    return found
+
+# %% ../nbs/06_plan.ipynb #063763e9
+def long_captions(probed: list[tuple], tokenizer) -> list[LongCaption] | None:
+    "The probed sources whose caption is over 512 UMT5 tokens, the count and the cut text; None without a tokenizer."
+    if tokenizer is None: return None
+    found, seen = [], set()
+    for spec, src, _, _ in probed:
+        if (src.path, src.caption) in seen: continue
+        seen.add((src.path, src.caption))
+        n, cut = caption_tokens(src.caption, tokenizer)
+        if n > MAX_CAPTION_TOKENS: found.append(LongCaption(spec.index, src.name, n, cut))
+    return found
+
 # %% ../nbs/06_plan.ipynb #7df73387
-def plan_dataset(config: Path | DatasetConfig, probes: ProbeCache | None = None,
-                 progress: bool = True) -> DatasetPlan:
+def plan_dataset(config: Path | DatasetConfig, probes: ProbeCache | None = None, progress: bool = True,
+                 tokenizer=None,  # the model's UMT5 tokenizer, to list captions over 512 tokens
+                ) -> DatasetPlan:
     "Plan every item of a dataset config: sources, captions, control images, probes, buckets, windows, splits."
     cfg = config if isinstance(config, DatasetConfig) else load_dataset_config(config)
     warnings, dropped = list(cfg.warnings), []
@@ -546,7 +812,8 @@ def plan_dataset(config: Path | DatasetConfig, probes: ProbeCache | None = None,
                         "(fewer than 2 sources); use [[val_datasets]] instead.")
     sources = {s.name: (i.content, s.caption, *([c.content] if c else [])) for _, s, i, c in probed}
     fingerprint = _fingerprint(cfg.datasets, sources, cfg.path)
-    return DatasetPlan(cfg.path, cfg.datasets, items, dropped, warnings, fingerprint)
+    return DatasetPlan(cfg.path, cfg.datasets, items, dropped, list(dict.fromkeys(warnings)), fingerprint,
+                       ignored_files(cfg), _corrections(probed), long_captions(probed, tokenizer))
 
 # %% ../nbs/06_plan.ipynb #25f901dc
 @dataclass(frozen=True)
@@ -595,7 +862,8 @@ def _plan_headline(plan: DatasetPlan) -> str:
     if val:
         head += (f", {val} validation items (an evaluation at the default 9 timesteps costs {9 * val} "
                  "forward passes)")
-    return head + f", {len(plan.dropped)} dropped."
+    more = [f'{len(x)} {name}' for x, name in ((plan.ignored, 'ignored'), (plan.corrected, 'corrected')) if x]
+    return head + ', ' + ', '.join([f'{len(plan.dropped)} dropped', *more]) + '.'
 
 # %% ../nbs/06_plan.ipynb #26e23775
 def _bucket_table(plan: DatasetPlan) -> str:
@@ -605,6 +873,23 @@ def _bucket_table(plan: DatasetPlan) -> str:
                 'x'.join(map(str, b.latent)), b.tokens] for b in plan.buckets()]
     return format_table(header, buckets)
 
+# %% ../nbs/06_plan.ipynb #a956e266
+def _listed(title: str, header: list[str], rows: list[list], limit: int = 30) -> str:
+    "A titled table of the first `limit` rows, saying how many more there are."
+    more = f'\n\n... and {len(rows) - limit} more (`plan_dict`, `wan-nb plan --json`)' if len(rows) > limit else ''
+    return f'**{title}**\n\n' + format_table(header, rows[:limit]) + more
+
+# %% ../nbs/06_plan.ipynb #0c21fb73
+def _caption_part(plan: DatasetPlan) -> str | None:
+    "The captions over 512 tokens, the line saying they were not counted, or None when all fit."
+    if plan.long_captions is None:
+        return ("Captions were not counted in UMT5 tokens (no tokenizer given; `wan-nb plan CONFIG --run RUN.toml` "
+                "counts them with the run's model); the text encoder reads the first 512 tokens of each.")
+    short = lambda text: text if len(text) <= 60 else text[:60] + '...'
+    rows = [[c.dataset, c.source, c.tokens, short(c.cut)] for c in plan.long_captions]
+    return _listed(f'Captions over {MAX_CAPTION_TOKENS} tokens (the text encoder never reads the rest)',
+                   ['dataset', 'source', 'tokens', 'cut off'], rows) if rows else None
+
 # %% ../nbs/06_plan.ipynb #e246acd3
 @patch
 def _repr_markdown_(self: DatasetPlan) -> str:
@@ -612,6 +897,14 @@ def _repr_markdown_(self: DatasetPlan) -> str:
     if self.dropped:
         drops = [[d.dataset, d.target_frames or 'all', d.reason] for d in self.dropped]
         parts.append('**Dropped**\n\n' + format_table(['dataset', 'target', 'reason'], drops))
+    if self.ignored:
+        parts.append(_listed('Ignored (in the dataset folders, not read)', ['dataset', 'file', 'reason'],
+                             [[i.dataset, i.path, i.reason] for i in self.ignored]))
+    if self.corrected:
+        fixes = [[c.dataset, c.source, c.correction] for c in self.corrected]
+        parts.append(_listed('Corrected (so that each source trains as its author sees it)',
+                             ['dataset', 'source', 'correction'], fixes))
+    if captions := _caption_part(self): parts.append(captions)
     if self.warnings: parts.append('**Warnings**\n\n' + '\n'.join(f'- {w}' for w in self.warnings))
     return '\n\n'.join(parts)
 
@@ -625,12 +918,15 @@ _ITEM_KEYS = ('dataset', 'source', 'start', 'frames', 'width', 'height', 'split'
 
 # %% ../nbs/06_plan.ipynb #a602e41a
 def plan_dict(plan: DatasetPlan) -> dict:
-    "The plan as plain data (the `--json` output of `wan-nb plan`)."
+    "The plan as plain data (the `--json` output of `wan-nb plan`); `long_captions` is None when they were not counted."
     return dict(fingerprint=plan.fingerprint,
                 config=str(plan.config),
                 epoch=plan.epoch,
                 items=[{k: getattr(i, k) for k in _ITEM_KEYS} for i in plan.items],
                 dropped=[asdict(d) for d in plan.dropped],
+                ignored=[asdict(i) for i in plan.ignored],
+                corrected=[asdict(c) for c in plan.corrected],
+                long_captions=None if plan.long_captions is None else [asdict(c) for c in plan.long_captions],
                 buckets=[asdict(b) for b in plan.buckets()],
                 warnings=plan.warnings)
 

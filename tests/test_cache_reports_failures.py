@@ -24,10 +24,11 @@ def small_demo(demo_dir, tmp_path):
 def test_clip_that_changed_after_planning_fails_alone(tiny_model_dir, demo_dir, tmp_path):
     d = small_demo(demo_dir, tmp_path)
     plan = plan_dataset(d/'dataset.toml', progress=False)
-    shutil.copy(demo_dir/'videos'/'clip_10.mp4', d/'videos'/'clip_01.mp4')  # now only 12 frames: the 13-frame head is gone
+    shutil.copy(demo_dir/'videos'/'clip_10.mp4', d/'videos'/'clip_01.mp4')  # another clip: its entries would lie
     report = build_cache(plan, tiny_model_dir, progress=False)
-    assert report.latents == dict(encoded=len(plan.items) - 1, reused=0, failed=1)
-    assert report.failures[0]['file'] == 'videos/clip_01.mp4' and 'changed since it was planned' in report.failures[0]['reason']
+    assert report.latents == dict(encoded=len(plan.items) - 2, reused=0, failed=2)  # both windows of clip_01
+    assert [f['file'] for f in report.failures] == ['videos/clip_01.mp4'] * 2
+    assert all('changed since it was planned' in f['reason'] for f in report.failures)
 
 
 def test_non_finite_latents_fail_and_the_command_exits_1(tiny_model_dir, demo_dir, tmp_path, monkeypatch):

@@ -4,14 +4,15 @@
 
 # %% ../nbs/09_cache.ipynb #ed4b747d
 from __future__ import annotations
-import contextlib, errno, fcntl, gc, hashlib, json, os, re, socket, time
+import contextlib, errno, fcntl, gc, hashlib, json, os, re, socket, struct, time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
 from .core import DiskFullError, atomic_path  # first: it quiets a bitsandbytes import warning
-import torch
+import av, torch
 from diffusers.pipelines.wan.pipeline_wan import prompt_clean
 from fastcore.basics import patch
 from PIL import Image
@@ -20,18 +21,18 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from .buckets import latent_shape
-from .media import MediaError, ProbeCache, read_frames, source_frame_indices
+from .media import MediaError, PROBE_VERSION, ProbeCache, read_frames, source_frame_indices
 from .models import component_identity, identify_model, load_wan
 from .plan import DatasetPlan, PlanItem
 
 # %% auto #0
-__all__ = ['CACHE_FORMAT', 'RESIZE_METHOD', 'MAX_SEQUENCE_LENGTH', 'TASKS', 'latent_key', 'text_key', 'condition_key',
-           'CacheEntry', 'CacheIndex', 'cache_index', 'model_cache_index', 'encode_texts', 'encode_latents',
-           'encode_condition', 'encode_image_features', 'CacheReport', 'claim_path', 'build_cache', 'load_entry',
-           'verify_cache', 'prune_cache']
+__all__ = ['CACHE_FORMAT', 'RESIZE_METHOD', 'MAX_SEQUENCE_LENGTH', 'TASKS', 'DECODE_ERRORS', 'latent_key', 'text_key',
+           'condition_key', 'CacheEntry', 'CacheIndex', 'cache_index', 'model_cache_index', 'encode_texts',
+           'encode_latents', 'encode_condition', 'encode_image_features', 'CacheReport', 'claim_path', 'build_cache',
+           'check_plan', 'load_entry', 'verify_cache', 'prune_cache']
 
 # %% ../nbs/09_cache.ipynb #246f1188
-CACHE_FORMAT = '1'  # bump when the layout or the meaning of a tensor changes
+CACHE_FORMAT = '2'  # bump when the layout or the meaning of a tensor changes (2: frames as a viewer shows them)
 RESIZE_METHOD = 'cover+centre-crop, swscale area (shrink) / lanczos (enlarge)'  # wan_nb.media.frame_to_bucket
 MAX_SEQUENCE_LENGTH = 512  # UMT5 tokens, as WanPipeline pads them
 
@@ -362,20 +363,43 @@ def _todo_windows(files: dict[Path, tuple[PlanItem, str]], report: CacheReport,
     return todo
 
 # %% ../nbs/09_cache.ipynb #8c991ab0
+def _unchanged(path: str, content: str, probes: ProbeCache):
+    "The probe of `path`; MediaError if its content is no longer the planned `content` (its entries would lie)."
+    info = probes.probe(path)
+    if info.content != content:
+        raise MediaError(f"{path}: changed since it was planned (its content hash is {info.content}, the plan's "
+                         f"{content}). Re-plan (wan-nb plan) and cache again.")
+    return info
+
 def _window_indices(item: PlanItem, plan: DatasetPlan, probes: ProbeCache) -> list[int]:
-    "The source frames of the item's window; MediaError when the file no longer has them."
+    "The source frames of the item's window; MediaError when the file changed or no longer has them."
     spec = plan.datasets[item.dataset]
-    indices = source_frame_indices(probes.probe(item.path), spec.source_fps, spec.target_fps)
-    indices = indices[item.start:item.start + item.frames]
-    if len(indices) != item.frames:
-        raise MediaError(f"{item.path}: has {item.start + len(indices)} frames now, the plan needs "
-                         f"{item.start + item.frames}; the file changed since it was planned. "
-                         "Re-plan (wan-nb plan) and cache again.")
-    return indices
+    frames = source_frame_indices(_unchanged(item.path, item.content, probes), spec.source_fps, spec.target_fps)
+    if len(frames) < item.start + item.frames:
+        raise MediaError(f"{item.path}: has {len(frames)} frames now, the plan needs {item.start + item.frames}; "
+                         "the file changed since it was planned. Re-plan (wan-nb plan) and cache again.")
+    return frames[item.start:item.start + item.frames]
 
 def _item_frames(item: PlanItem, plan: DatasetPlan, probes: ProbeCache) -> torch.Tensor:
     "The item's window (T, H, W, 3) at its bucket size; MediaError when the file no longer has those frames."
     return read_frames(item.path, _window_indices(item, plan, probes), (item.width, item.height))
+
+# %% ../nbs/09_cache.ipynb #6715cbce
+DECODE_ERRORS = (MediaError, OSError, ValueError, SyntaxError, EOFError, struct.error,
+                 Image.DecompressionBombError, av.error.FFmpegError)  # what reading a damaged file raises
+
+def _decode_failure(path, e: Exception) -> str:
+    "Why `path` could not be read (`e`, one of `DECODE_ERRORS`), naming the file and the fix."
+    if isinstance(e, MediaError): return str(e)  # it names the file and the fix already
+    if isinstance(e, FileNotFoundError):
+        return f"{path}: the file is gone since it was planned; restore it, or plan again (wan-nb plan) without it."
+    return (f"{path}: cannot be decoded ({type(e).__name__}: {e}); the file is damaged or changed since it was "
+            "planned. Re-export or re-encode it, or remove it and plan again (wan-nb plan).")
+
+def _fail(report: CacheReport, kind: str, paths: list[Path], file: str, reason: str):
+    "Record the cache files `paths` (of `kind`) as failed because of `file`, for `reason`."
+    report.__dict__[kind]['failed'] += len(paths)
+    report.failures.append(dict(file=file, reason=reason))
 
 # %% ../nbs/09_cache.ipynb #9df8a8eb
 def _save_latents(batch: list, latents: torch.Tensor, index: CacheIndex, report: CacheReport):
@@ -400,9 +424,8 @@ def _encode_group(group: list, plan: DatasetPlan, vae, probes: ProbeCache, index
     batch, frames = [], []
     for key, item, paths in group:
         try: frames.append(_item_frames(item, plan, probes))
-        except MediaError as e:
-            report.latents['failed'] += len(paths)
-            report.failures.append(dict(file=item.source, reason=str(e)))
+        except DECODE_ERRORS as e:
+            _fail(report, 'latents', paths, item.source, _decode_failure(item.path, e))
             continue
         batch.append((key, item, paths))
     if batch: _save_latents(batch, encode_latents(torch.stack(frames), vae), index, report)
@@ -467,10 +490,11 @@ def _first_frame(item: PlanItem, plan: DatasetPlan, probes: ProbeCache) -> torch
     "The first frame (H, W, 3) of `item`'s condition at its bucket size: its control image, else its window's first."
     size = (item.width, item.height)
     if not item.control: return read_frames(item.path, _window_indices(item, plan, probes)[:1], size)[0]
-    try: return read_frames(item.control, [0], size)[0]
-    except OSError as e:
-        raise MediaError(f"{item.control}: the control image of {item.source} is unreadable ({e}); restore it, "
-                         "or re-plan (wan-nb plan) to drop the clip.") from None
+    try:
+        _unchanged(item.control, item.control_content, probes)
+        return read_frames(item.control, [0], size)[0]
+    except DECODE_ERRORS as e:
+        raise MediaError(f"the control image of {item.source}: {_decode_failure(item.control, e)}") from None
 
 # %% ../nbs/09_cache.ipynb #260dd5a9
 def _save_conditions(batch: list, tensors: dict[str, torch.Tensor], index: CacheIndex, report: CacheReport):
@@ -496,9 +520,8 @@ def _encode_conditions(group: list, plan: DatasetPlan, encoders: _Encoders, prob
     batch, firsts = [], []
     for key, item, paths in group:
         try: firsts.append(_first_frame(item, plan, probes))
-        except MediaError as e:
-            report.conditions['failed'] += len(paths)
-            report.failures.append(dict(file=item.source, reason=str(e)))
+        except DECODE_ERRORS as e:  # the control image's failure names the control image
+            _fail(report, 'conditions', paths, item.control or item.source, _decode_failure(item.path, e))
             continue
         batch.append((key, item, paths))
     if not batch: return
@@ -532,6 +555,59 @@ def build_cache(plan: DatasetPlan,
     encoders.close()  # the VAE and the image encoder are gone before training loads the transformer
     report.seconds = time.perf_counter() - t0
     return report
+
+# %% ../nbs/09_cache.ipynb #3c960eb8
+def _check_tasks(plan: DatasetPlan) -> list[tuple[str, PlanItem]]:
+    "(file, the item that reads it first) for every planned file at each of its buckets, control images included."
+    tasks = {}
+    for item in sorted(plan.items, key=lambda i: i.start):  # the earliest window: the fewest frames to decode
+        for path in filter(None, (item.path, item.control)):
+            tasks.setdefault((path, item.width, item.height), (path, item))
+    return list(tasks.values())
+
+# %% ../nbs/09_cache.ipynb #be18675a
+def _passed_path(probes: ProbeCache) -> Path:
+    "The file of the frames known to decode: beside the probe cache's file, named after it."
+    return probes.path.with_name(f'{probes.path.stem}-decoded.json')
+
+def _read_passed(probes: ProbeCache) -> set[str]:
+    "The keys (content, frame, bucket, resize, media version) of the frames that decoded in earlier checks."
+    path = _passed_path(probes)
+    return set(json.loads(path.read_text())) if path.is_file() else set()
+
+def _save_passed(probes: ProbeCache, passed: set[str]):
+    "Write the keys of the frames known to decode, atomically."
+    with atomic_path(_passed_path(probes)) as tmp: tmp.write_text(json.dumps(sorted(passed)))
+
+# %% ../nbs/09_cache.ipynb #446b467d
+def _check_file(path: str, item: PlanItem, plan: DatasetPlan, probes: ProbeCache, passed: set[str]) -> dict | None:
+    "Read the frame of `path` that caching `item` reads first, unless its content passed before; its failure or None."
+    size = (item.width, item.height)
+    try:
+        if path == item.control: indices, content = [0], _unchanged(path, item.control_content, probes).content
+        else: indices, content = _window_indices(item, plan, probes)[:1], item.content
+        key = _digest(content, indices, size, RESIZE_METHOD, PROBE_VERSION)
+        if key not in passed:
+            read_frames(path, indices, size)
+            passed.add(key)
+    except DECODE_ERRORS as e:
+        return dict(file=item.source if path == item.path else path, reason=_decode_failure(path, e))
+
+# %% ../nbs/09_cache.ipynb #9c722777
+def check_plan(plan: DatasetPlan, probes: ProbeCache | None = None,
+               workers: int | None = None,  # decoding threads; default: os.cpu_count()
+               progress: bool = True) -> list[dict]:
+    "Decode the frame caching reads first of every planned file at each of its buckets; the failures (file, reason)."
+    probes, tasks = probes or ProbeCache(), _check_tasks(plan)
+    passed = _read_passed(probes)
+    known = len(passed)
+    check = lambda task: _check_file(*task, plan, probes, passed)
+    with ThreadPoolExecutor(workers or os.cpu_count()) as pool:  # PyAV and Pillow decode without the GIL
+        results = list(tqdm(pool.map(check, tasks), total=len(tasks), desc='checking', unit='file',
+                            disable=not progress))
+    if len(passed) > known: _save_passed(probes, passed)
+    probes.save()  # files that changed since the plan were probed again
+    return list({(f['file'], f['reason']): f for f in results if f}.values())  # a file broken at two buckets: once
 
 # %% ../nbs/09_cache.ipynb #1d99e6ef
 def load_entry(entry: CacheEntry,

@@ -332,8 +332,8 @@ def _with_validation_split(toml: str) -> str:
 
 # %% ../nbs/04_demo_data.ipynb #6d9a0b37
 _I2V_SIZES = {  # variant -> (buckets?, head resolution, uniform resolution)
-    'i2v-2.1': (True, (64, 32), (32, 16)),
-    'i2v-2.2': (True, (64, 32), (32, 16)),
+    'i2v-2.1': (True, (64, 32), (48, 32)),
+    'i2v-2.2': (True, (64, 32), (48, 32)),
     'ti2v-5b': (False, (64, 32), (32, 32)),  # 16x VAE: multiples of 32, no buckets
 }
 

@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 from . import __version__
-from .core import repo_root
+from .core import atomic_path, repo_root
 
 # %% auto #0
 __all__ = ['main', 'cache_command']
@@ -191,18 +191,47 @@ def _save_figure(fig, path: Path) -> Path:
     plt.close(fig)
     return path
 
+# %% ../nbs/90_cli.ipynb #7c504549
+def _write_json(data, path: Path) -> Path:
+    "Write `data` as JSON to `path` atomically."
+    with atomic_path(Path(path)) as tmp: tmp.write_text(json.dumps(data, indent=1))
+    return Path(path)
+
+def _check(plan, workers: int | None = None, progress: bool = True) -> list[dict]:
+    "Decode the frame caching reads first of every planned file at its buckets (`check_plan`); print the failures."
+    from wan_nb.cache import check_plan
+    failures = check_plan(plan, workers=workers, progress=progress)
+    files = {p for i in plan.items for p in (i.path, i.control) if p}
+    print(f"check: {len(files)} planned files read at their bucket sizes, {len(failures)} cannot be decoded")
+    for f in failures: print(f"  FAILED {f['file']}: {f['reason']}")
+    return failures
+
+# %% ../nbs/90_cli.ipynb #c15711ef
+def _run_tokenizer(run: Path):
+    "The UMT5 tokenizer of `run`'s model (only it is loaded), to count caption tokens; None, said why, if it cannot load."
+    from wan_nb.models import load_wan, model_source
+    from wan_nb.train import load_run_config
+    try: return load_wan(model_source(load_run_config(run)), components=('tokenizer',)).tokenizer
+    except (ValueError, OSError) as e:
+        print(f"captions not counted in tokens: the tokenizer of {run}'s model did not load ({e})", file=sys.stderr)
+        return None
+
 # %% ../nbs/90_cli.ipynb #342634f3
 def _plan_command(config: Path, json_path: Path | None = None, plot_path: Path | None = None,
-                  progress: bool = True, run: Path | None = None, gpu_memory: float = 24.0) -> int:
-    "Print the dataset plan of `config` (and with `run`, its memory plan); write `--json` and `--plot` files if asked."
-    from wan_nb.plan import ConfigError, plan_dataset, plot_plan, write_plan_json
-    try: plan = plan_dataset(config, progress=progress)
+                  progress: bool = True, run: Path | None = None, gpu_memory: float = 24.0,
+                  check: bool = False, workers: int | None = None) -> int:
+    "Print the plan of `config` (`check`: and its files that fail to decode; `run`: its memory plan); write files if asked."
+    from wan_nb.plan import ConfigError, plan_dataset, plan_dict, plot_plan
+    try: plan = plan_dataset(config, progress=progress, tokenizer=_run_tokenizer(run) if run else None)
     except ConfigError as e: return _error(e, _USAGE)
     print(plan)
-    if json_path: print(f"plan JSON: {write_plan_json(plan, json_path)}")
+    data = plan_dict(plan) | (dict(check=_check(plan, workers, progress)) if check else {})
+    if json_path: print(f"plan JSON: {_write_json(data, json_path)}")
     if plot_path: print(f"plan figure: {_save_figure(plot_plan(plan), plot_path)}")
-    if run: return _fit_command(run, gpu_memory=gpu_memory, plan=plan)
-    return 0
+    code = _fit_command(run, gpu_memory=gpu_memory, plan=plan) if run else 0
+    if not data.get('check'): return code
+    return _error(f"planned files that cannot be decoded: {len(data['check'])} (listed above); restore, re-encode or "
+                  "remove them, then plan again", _FAILED)
 
 # %% ../nbs/90_cli.ipynb #8708209e
 @_subcommand
@@ -211,10 +240,14 @@ def _plan_parser(sub):
     p.add_argument('config', type=Path, help='musubi-tuner dataset config (.toml or .json)')
     p.add_argument('--json', type=Path, dest='json_path', help='write the plan as JSON here')
     p.add_argument('--plot', type=Path, dest='plot_path', help='write a figure of the buckets (.png, .svg)')
-    p.add_argument('--run', type=Path, help="RUN.toml: also print the run's memory plan for this dataset")
+    p.add_argument('--check', action='store_true',
+                   help='also decode a frame of every planned file at its bucket size: finds unreadable files before caching')
+    p.add_argument('--workers', type=_positive, help='decoding threads of --check (default: one per CPU)')
+    p.add_argument('--run', type=Path,
+                   help="RUN.toml: count caption tokens with its model's tokenizer, and print its memory plan")
     p.add_argument('--gpu-memory', type=float, default=24.0, help='GPU memory in GiB for --run (default 24)')
     p.set_defaults(handler=lambda a: _plan_command(a.config, a.json_path, a.plot_path, run=a.run,
-                                                   gpu_memory=a.gpu_memory))
+                                                   gpu_memory=a.gpu_memory, check=a.check, workers=a.workers))
 
 # %% ../nbs/90_cli.ipynb #fa704eed
 def _fit_command(run: Path | None, overrides: list[str] = (), gpu_memory: float = 24.0,
@@ -490,23 +523,25 @@ def _train_parser(sub):
     p.set_defaults(handler=lambda a: _train_command(a.run, a.overrides, a.resume, track=not a.no_track))
 
 # %% ../nbs/90_cli.ipynb #b955bfdd
-def _print_scores(rows: list[dict]) -> dict | None:
-    "Print the checkpoints' losses as a table, marking the best validation loss; return the best row."
+def _print_scores(rows: list[dict], metric: str = 'val/loss') -> dict | None:
+    "Print the checkpoints' losses as a table, marking the best by `metric`; return the best row."
+    import math
     from wan_nb.plan import format_table
-    scored = [r for r in rows if r['val_loss'] == r['val_loss']]  # NaN when the dataset holds nothing out
-    best = min(scored, key=lambda r: r['val_loss']) if scored else None
-    cells = [[r['checkpoint'] + (' (best)' if r is best else ''), r['step'], f"{r['val_loss']:.5f}",
-              f"{r['probe_loss']:.5f}"] for r in rows]
-    print(format_table(['checkpoint', 'step', 'val/loss', 'probe/loss'], cells))
+    from wan_nb.validate import Evaluation
+    metrics = [Evaluation.from_dict(r).metrics() for r in rows]
+    names = list(dict.fromkeys(k for m in metrics for k in m))  # val/loss, (Wan 2.2: /high, /low), probe/loss
+    scored = [(m[metric], i) for i, m in enumerate(metrics) if math.isfinite(m.get(metric, math.nan))]
+    best = rows[min(scored)[1]] if scored else None  # NaN when the dataset holds nothing out
+    cells = [[r['checkpoint'] + (' (best)' if r is best else ''), r['step'], *(f"{m.get(k, math.nan):.5f}" for k in names)]
+             for r, m in zip(rows, metrics)]
+    print(format_table(['checkpoint', 'step', *names], cells))
     return best
 
 # %% ../nbs/90_cli.ipynb #1cc031c4
 def _evaluation_figure(rows: list[dict]):
     "The validation figure of the step checkpoints among `rows` (None if there are none)."
     from wan_nb.validate import Evaluation, plot_validation
-    history = [Evaluation(r['step'], r['timesteps'], r['val_loss'], r['val_per_timestep'], r['probe_loss'],
-                          r['probe_per_timestep'])
-               for r in sorted(rows, key=lambda r: r['step']) if r['step'] >= 0]
+    history = [Evaluation.from_dict(r) for r in sorted(rows, key=lambda r: r['step']) if r['step'] >= 0]
     return plot_validation(history) if history else None
 
 # %% ../nbs/90_cli.ipynb #1fe3a204
@@ -514,15 +549,16 @@ def _evaluate_command(run: Path | None, checkpoints: Path, overrides: list[str] 
                       json_path: Path | None = None, plot_path: Path | None = None,
                       progress: bool = True) -> int:
     "Score every checkpoint in `checkpoints` on the run's validation items: table, JSON, figure."
-    from wan_nb.train import load_run_config
+    from wan_nb.train import TrainingError, load_run_config
     from wan_nb.validate import evaluate_checkpoints
     try:
         cfg = load_run_config(run, overrides)
         rows = evaluate_checkpoints(cfg, checkpoints, cfg.validation_timesteps, cfg.probe_items,
                                     cfg.validation_batch_size, progress)
     except (ValueError, FileNotFoundError) as e: return _error(e, _USAGE)
-    best = _print_scores(rows)
-    scores = dict(best=best and best['checkpoint'], checkpoints=rows)
+    except TrainingError as e: return _error(e, _FAILED)  # a model or dataset the run could not train either
+    best = _print_scores(rows, cfg.best_metric)
+    scores = dict(best=best and best['checkpoint'], best_metric=cfg.best_metric, checkpoints=rows)
     if json_path: Path(json_path).write_text(json.dumps(scores, indent=1))
     if fig := _evaluation_figure(rows):
         print(f"figure: {_save_figure(fig, plot_path or Path(checkpoints)/'evaluation.png')}")
@@ -534,7 +570,7 @@ def _evaluate_parser(sub):
     p = sub.add_parser('evaluate', help="score saved LoRA checkpoints with the stable validation loss")
     p.add_argument('run', type=Path, nargs='?', help='RUN.toml (its model and dataset are used)')
     p.add_argument('--checkpoints', type=Path, required=True,
-                   help='folder of step_*/ checkpoints or .safetensors LoRA files')
+                   help='folder of step_*/ checkpoints (lora.safetensors or lora_{high,low}_noise.safetensors) or LoRA files')
     p.add_argument('--set', action='append', default=[], dest='overrides', metavar='KEY=VALUE')
     p.add_argument('--json', type=Path, dest='json_path', help='write the scores as JSON here')
     p.add_argument('--plot', type=Path, dest='plot_path', help='default: CHECKPOINTS/evaluation.png')

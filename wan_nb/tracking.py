@@ -519,25 +519,27 @@ def flush(self: MLflowCallback, timeout: float = 30.0) -> bool:
 # %% ../nbs/15_tracking.ipynb #cc57a152
 @patch
 def on_evaluation(self: MLflowCallback, trainer, evaluation):
-    "Log an evaluation: `val/loss`, `probe/loss` and `val/loss_t<t>` per timestep, at its step."
+    "Log an evaluation's metrics (`val/loss`, Wan 2.2's `val/loss/high` and `/low`, `probe/loss`) and `val/loss_t<t>`."
     if not trainer.is_main_process:
         return
     self.on_train_begin(trainer)
     self.evaluations.append(evaluation)
     e = evaluation
     per_t = {f'val/loss_t{t:.3f}': loss for t, loss in zip(e.timesteps, e.val_per_timestep)}
-    metrics = {'val/loss': e.val_loss, 'probe/loss': e.probe_loss, **per_t}
-    self.outbox.put('metrics', _finite(metrics), step=e.step)
+    self.outbox.put('metrics', _finite({**e.metrics(), **per_t}), step=e.step)
 
 # %% ../nbs/15_tracking.ipynb #c1483a5c
 @patch
 def on_best(self: MLflowCallback, trainer, folder: Path, evaluation):
-    "Tag the run with the best step and validation loss; the best folder's files are logged at the end."
+    "Tag the run with the best step, validation loss and picking metric; the best folder's files are logged at the end."
     if not trainer.is_main_process:
         return
     self.on_train_begin(trainer)
     self.best = Path(folder)
-    self.outbox.put('tags', {'best_step': str(evaluation.step), 'best_val_loss': repr(evaluation.val_loss)})
+    record = json.loads((self.best/'best.json').read_text()) if (self.best/'best.json').is_file() else {}
+    tags = {'best_step': str(evaluation.step), 'best_val_loss': repr(evaluation.val_loss)}
+    if 'metric' in record: tags |= {'best_metric': record['metric'], 'best_value': repr(record['value'])}
+    self.outbox.put('tags', tags)
 
 # %% ../nbs/15_tracking.ipynb #6b098ed6
 @patch
@@ -645,7 +647,7 @@ def training_callbacks(cfg,  # the run's `wan_nb.train.RunConfig`
     if cfg.validate_every_n_steps:
         from wan_nb.validate import Validator
         callbacks.append(Validator(cfg.validate_every_n_steps, cfg.validation_timesteps, cfg.probe_items,
-                                   cfg.validation_batch_size))
+                                   cfg.validation_batch_size, cfg.best_metric))
     if cfg.sample_prompts and cfg.sample_every_n_steps:
         from wan_nb.sample import PreviewCallback
         callbacks.append(PreviewCallback(cfg.sample_prompts, cfg.sample_every_n_steps, model=cfg))

@@ -92,9 +92,10 @@ class RunConfig:
     keep_last_n_checkpoints: int = 3
     # validation (wan_nb.validate)
     validate_every_n_steps: int | None = None
-    validation_timesteps: list[float] | None = None  # default: 9 quantiles of the training distribution
+    validation_timesteps: list[float] | None = None  # default: 9 training quantiles (Wan 2.2: 5 per expert)
     probe_items: int = 8  # training items scored like the validation ones
     validation_batch_size: int = 8
+    best_metric: str = 'val/loss'  # what picks checkpoints/best: val/loss | val/loss/high | val/loss/low | probe/loss
     # previews (wan_nb.sample)
     sample_prompts: str | None = None  # musubi-style prompt file
     sample_every_n_steps: int | None = None
@@ -129,6 +130,7 @@ _CHOICES = {
     'mixed_precision': ('auto', 'no', 'bf16', 'fp16'),
     'base_dtype': ('auto', 'bf16', 'fp16', 'fp32'),
     'base_quantization': ('none', 'fp8', 'int8', 'fp8_cast'),
+    'best_metric': ('val/loss', 'val/loss/high', 'val/loss/low', 'probe/loss'),  # wan_nb.validate
 }
 
 # %% ../nbs/11_train.ipynb #22f26ee2

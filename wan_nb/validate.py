@@ -5,13 +5,14 @@
 # %% ../nbs/13_validate.ipynb #bb44ef0d
 from __future__ import annotations
 from .core import atomic_path  # first: it quiets a bitsandbytes import warning
-import hashlib, json, shutil
+import contextlib, dataclasses, hashlib, json, math, re, shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['evaluation_sets', 'evaluation_batches', 'stable_validation_loss', 'Evaluation', 'Validator', 'plot_validation',
-           'checkpoint_files', 'evaluate_checkpoints']
+__all__ = ['BEST_METRICS', 'expert_timesteps', 'default_timesteps', 'evaluation_sets', 'evaluation_batches',
+           'stable_validation_loss', 'Evaluation', 'Validator', 'plot_validation', 'checkpoint_files',
+           'load_lora_adapter', 'load_checkpoint_adapters', 'evaluate_checkpoints']
 
 # %% ../nbs/13_validate.ipynb #1c2a5bf2
 import torch
@@ -19,7 +20,32 @@ from fastcore.basics import patch
 
 # %% ../nbs/13_validate.ipynb #63d01bf7
 from .cache import CacheEntry
-from .train import Callback, RunConfig, load_batch, model_inputs, model_task, noisy_input, scored_frames, timestep_quantiles
+from .lora_io import Lora, diffusers_name, read_lora
+from .models import load_wan
+from .offload import BlockSwap, _frozen_tensors
+from .train import (_CHOICES, Callback, RunConfig, Trainer, load_batch, model_inputs, model_task, noisy_input,
+                          scored_frames, timestep_quantiles, timestep_window)
+
+# %% ../nbs/13_validate.ipynb #f41a67a8
+def expert_timesteps(timesteps: list[float], boundary: float | None) -> dict[str, list[int]]:
+    "Indices of `timesteps` by the expert that serves them at inference: 'high' (t >= boundary), 'low'; or 'single'."
+    if boundary is None: return {'single': list(range(len(timesteps)))}
+    return {'high': [k for k, t in enumerate(timesteps) if t >= boundary],
+            'low': [k for k, t in enumerate(timesteps) if t < boundary]}
+
+# %% ../nbs/13_validate.ipynb #a7af607d
+def _side_window(cfg: RunConfig, boundary: float, side: str) -> tuple[float, float]:
+    "The window expert `side` trains on; where the run's window leaves that side nothing, the whole side."
+    try: return timestep_window(cfg, boundary, side)
+    except ValueError: return (boundary, 1.0) if side == 'high' else (0.0, boundary)
+
+# %% ../nbs/13_validate.ipynb #658a507c
+def default_timesteps(cfg: RunConfig, boundary: float | None = None,  # Wan 2.2's boundary_ratio; None: one transformer
+                      n: int = 9, per_expert: int = 5) -> list[float]:
+    "The validation timesteps: the run's `n` quantiles; with two experts, `per_expert` quantiles in each one's window."
+    if boundary is None: return timestep_quantiles(cfg, n)
+    sides = [timestep_quantiles(cfg, per_expert, _side_window(cfg, boundary, s)) for s in ('low', 'high')]
+    return sorted(t for side in sides for t in side)
 
 # %% ../nbs/13_validate.ipynb #82058a94
 def _item_key(e: CacheEntry) -> str:
@@ -52,11 +78,12 @@ def evaluation_batches(entries: list[CacheEntry], batch_size: int = 8) -> list[t
     return [(chunk, load_batch(chunk)) for chunk in chunks]  # without a plan: the plain captions
 
 # %% ../nbs/13_validate.ipynb #40f1f5d3
-def _squared_errors(model, chunk: list[CacheEntry], batch: dict, k: int, t: float, device) -> torch.Tensor:
+def _squared_errors(model, chunk: list[CacheEntry], batch: dict, k: int, t: float, device,
+                    dtype: torch.dtype | None = None) -> torch.Tensor:
     "Per-item flow-matching MSE of one batch at `t`, the `k`th timestep, with the items' fixed noise."
     x0, task = batch['latents'], model_task(model.config)
     xt, target = noisy_input(x0, torch.stack([_noise(e, k, x0.shape[1:]) for e in chunk]), t)
-    pred = model(**model_inputs(task, xt, torch.full((len(chunk),), t), batch, device))[0]
+    pred = model(**model_inputs(task, xt, torch.full((len(chunk),), t), batch, device, dtype))[0]
     return (scored_frames(task, pred.float() - target.to(device).float()) ** 2).mean(dim=(1, 2, 3, 4))
 
 # %% ../nbs/13_validate.ipynb #75e18d14
@@ -66,19 +93,22 @@ def stable_validation_loss(
     batches: list[tuple[list[CacheEntry], dict]],  # from `evaluation_batches`
     timesteps: list[float],
     device='cpu',
+    ks: list[int] | None = None,  # indices of the `timesteps` to score (default: all); each keeps its own noise
+    dtype: torch.dtype | None = None,  # the inputs' dtype, as in training (None: as loaded)
 ) -> dict:
-    "Mean flow-matching loss of `batches` at each of `timesteps` with fixed noise: {'loss', 'per_timestep'}."
+    "Mean flow-matching loss of `batches` at `timesteps` (those of `ks`) with fixed noise: {'loss', 'per_timestep'}."
+    ks = list(range(len(timesteps))) if ks is None else ks
     n = sum(len(chunk) for chunk, _ in batches)
-    if not n: return dict(loss=float('nan'), per_timestep=[float('nan')] * len(timesteps))
+    if not n or not ks: return dict(loss=float('nan'), per_timestep=[float('nan')] * len(ks))
     was_training = model.training
     model.eval()
-    sums = [0.0] * len(timesteps)
+    sums = {k: 0.0 for k in ks}
     try:
         for chunk, batch in batches:
-            for k, t in enumerate(timesteps):
-                sums[k] += _squared_errors(model, chunk, batch, k, t, device).sum().item()
+            for k in ks:
+                sums[k] += _squared_errors(model, chunk, batch, k, timesteps[k], device, dtype).sum().item()
     finally: model.train(was_training)
-    per_t = [s / n for s in sums]
+    per_t = [sums[k] / n for k in ks]
     return dict(loss=sum(per_t) / len(per_t), per_timestep=per_t)
 
 # %% ../nbs/13_validate.ipynb #6c61ab7a
@@ -91,40 +121,150 @@ class Evaluation:
     val_per_timestep: list[float]
     probe_loss: float
     probe_per_timestep: list[float]
+    boundary: float | None = None  # Wan 2.2: timesteps at or above it are the high-noise expert's
+
+# %% ../nbs/13_validate.ipynb #21b7e896
+@patch
+def metrics(self: Evaluation) -> dict[str, float]:
+    "`val/loss`, with two experts `val/loss/high` and `val/loss/low` (means over each side), and `probe/loss`."
+    m = {'val/loss': self.val_loss}
+    if self.boundary is not None:
+        for side, ks in expert_timesteps(self.timesteps, self.boundary).items():
+            if ks: m[f'val/loss/{side}'] = sum(self.val_per_timestep[k] for k in ks) / len(ks)
+    return m | {'probe/loss': self.probe_loss}
+
+# %% ../nbs/13_validate.ipynb #05896409
+@patch(cls_method=True)
+def from_dict(cls: Evaluation, d: dict) -> Evaluation:
+    "An evaluation from a `validation.jsonl` line or an `evaluate_checkpoints` row; other keys are left out."
+    return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
 
 # %% ../nbs/13_validate.ipynb #5be6f98b
+BEST_METRICS = _CHOICES['best_metric']  # RunConfig.best_metric: what picks checkpoints/best
+
 class Validator(Callback):
-    "Trainer callback: stable validation loss every `every_n_steps` steps, and the best checkpoint by it."
+    "Trainer callback: stable validation loss every `every_n_steps` steps, and the best checkpoint by `best_metric`."
     def __init__(
         self,
         every_n_steps: int | None = None,  # None: at the start and at each checkpoint only
-        timesteps: list[float] | None = None,  # None: the 9 quantiles of the run's timestep distribution
+        timesteps: list[float] | None = None,  # None: `default_timesteps` of the run
         probe_items: int = 8,
         batch_size: int = 8,
+        best_metric: str = 'val/loss',  # val/loss | val/loss/high | val/loss/low | probe/loss
     ):
-        self.every, self.timesteps = every_n_steps, timesteps
+        if best_metric not in BEST_METRICS:
+            raise ValueError(f"best_metric = {best_metric!r}; choose one of {', '.join(BEST_METRICS)}.")
+        self.every, self.timesteps, self.best_metric = every_n_steps, timesteps, best_metric
         self.probe_items, self.batch_size = probe_items, batch_size
         self.history: list[Evaluation] = []
+        self._bases = {}  # side -> (base expert, its BlockSwap or None): loaded at first use
 
 # %% ../nbs/13_validate.ipynb #6370fc64
 @patch
 def _prepare(self: Validator, trainer):
-    "Choose the timesteps and the items of the run and load their batches."
-    self.timesteps = self.timesteps or timestep_quantiles(trainer.config)
+    "Choose the timesteps and the items of the run, load their batches, and check `best_metric` against the model."
+    self.boundary = trainer.boundary
+    self.timesteps = self.timesteps or default_timesteps(trainer.config, self.boundary)
+    self._check_metric(trainer)
     self.sets = evaluation_sets(trainer.index.entries, self.probe_items)
     self.batches = {name: evaluation_batches(entries, self.batch_size) for name, entries in self.sets.items()}
     self.path = trainer.output_dir/'validation.jsonl'
 
+# %% ../nbs/13_validate.ipynb #e3fe01d8
+@patch
+def _check_metric(self: Validator, trainer):
+    "Refuse a `best_metric` the model cannot give: an expert's loss without two experts, or without its timesteps."
+    if not self.best_metric.startswith('val/loss/'): return
+    side = self.best_metric.rsplit('/', 1)[1]
+    if self.boundary is None:
+        raise ValueError(f"best_metric = {self.best_metric!r}: {trainer.model_dir} ({trainer.model_info.variant}) "
+                         f"has one transformer, no {side}-noise expert; use best_metric = 'val/loss' or 'probe/loss'.")
+    if not expert_timesteps(self.timesteps, self.boundary)[side]:
+        raise ValueError(f"best_metric = {self.best_metric!r}: validation_timesteps {self.timesteps} has none on the "
+                         f"{side}-noise side of boundary {self.boundary} (t {'>=' if side == 'high' else '<'} it); "
+                         "add one, or leave validation_timesteps unset (5 in each expert's window).")
+
+# %% ../nbs/13_validate.ipynb #e211819c
+@patch
+def _makes_room(self: Validator, trainer) -> bool:
+    "True when a base expert must make room on the device (a GPU); on the CPU moving weights only re-allocates them."
+    return trainer.device.type != 'cpu'  # re-allocated CPU weights can change the last bits of later training steps
+
+# %% ../nbs/13_validate.ipynb #3ac826c1
+@patch
+def _base(self: Validator, trainer, side: str) -> tuple[torch.nn.Module, BlockSwap | None]:
+    "The untrained expert of `side` without LoRA, loaded once like the trainer's; parked in CPU memory on a GPU."
+    if side not in self._bases:
+        cfg, name = trainer.config, 'transformer' if side == 'high' else 'transformer_2'
+        quantization = None if cfg.base_quantization == 'none' else cfg.base_quantization
+        wan = load_wan(trainer.source, components=(name,), dtype=trainer.dtype, quantization=quantization,
+                       device='cpu')
+        model = getattr(wan, name).requires_grad_(False).eval()
+        if cfg.attention_backend != 'native': model.set_attention_backend(cfg.attention_backend)
+        swap = BlockSwap(model, cfg.blocks_to_swap, trainer.device, active=False) if self._makes_room(trainer) else None
+        self._bases[side] = model, swap
+    return self._bases[side]
+
+# %% ../nbs/13_validate.ipynb #12b1d590
+@contextlib.contextmanager
+def _off_device(models: list[torch.nn.Module]):
+    "The frozen weights of `models` in CPU memory while the block runs (room for a base expert); back after."
+    moved = [(t, t.device) for m in models for t in _frozen_tensors(m) if t.device.type != 'cpu']
+    for t, _ in moved: t.data = t.data.to('cpu')
+    try: yield
+    finally:
+        for t, device in moved: t.data = t.data.to(device)
+
+# %% ../nbs/13_validate.ipynb #f0092c9c
+@patch
+@contextlib.contextmanager
+def _serving(self: Validator, trainer, side: str):
+    "The model that serves `side` ('single', 'high' or 'low'): the trained expert, or the base one alone on the device."
+    if side in trainer.roles:  # a traded Wan 2.2 expert activates itself when called
+        yield trainer.transformer_2 if side == 'low' else trainer.transformer
+        return
+    base, swap = self._base(trainer, side)
+    if not self._makes_room(trainer):
+        yield base
+        return
+    was_parked = {s: s.parked for s in trainer.swaps.values()}
+    resident = [trainer.accelerator.unwrap_model(m) for r, m in trainer.experts.items() if r not in trainer.swaps]
+    for s in was_parked: s.park()
+    try:
+        with _off_device(resident):
+            if swap: swap.activate()
+            try: yield base
+            finally:
+                if swap: swap.park()
+    finally:
+        for s, parked in was_parked.items():
+            if not parked: s.activate()
+
+# %% ../nbs/13_validate.ipynb #36028c8b
+@patch
+def score(self: Validator, trainer, step: int | None = None) -> Evaluation:
+    "Score the validation set and the train probe, each timestep with the model that serves it at inference."
+    per_t = {s: [float('nan')] * len(self.timesteps) for s in ('val', 'probe')}
+    sides = expert_timesteps(self.timesteps, self.boundary)
+    mixed = trainer.accelerator.mixed_precision != 'no'
+    with trainer.accelerator.autocast() if mixed else contextlib.nullcontext():
+        for side in sorted(sides, key=lambda s: s not in trainer.roles):
+            if not sides[side]: continue
+            with self._serving(trainer, side) as model:
+                for s in per_t:
+                    r = stable_validation_loss(model, self.batches[s], self.timesteps, trainer.device, sides[side],
+                                               trainer.dtype)
+                    for k, loss in zip(sides[side], r['per_timestep']): per_t[s][k] = loss
+    mean = lambda xs: sum(xs) / len(xs)
+    return Evaluation(trainer.step if step is None else step, self.timesteps, mean(per_t['val']), per_t['val'],
+                      mean(per_t['probe']), per_t['probe'], self.boundary)
+
 # %% ../nbs/13_validate.ipynb #d4764a5e
 @patch
 def evaluate(self: Validator, trainer) -> Evaluation | None:
-    "Score the validation set and the train probe with the trainer's current LoRA (main process)."
+    "Score the trainer's current LoRA (main process); record it in `history` and `validation.jsonl`; emit it."
     if trainer.is_main_process:
-        model, device = trainer.transformer or trainer.transformer_2, trainer.device
-        val, probe = (stable_validation_loss(model, self.batches[s], self.timesteps, device)
-                      for s in ('val', 'probe'))
-        ev = Evaluation(trainer.step, self.timesteps, val['loss'], val['per_timestep'], probe['loss'],
-                        probe['per_timestep'])
+        ev = self.score(trainer)
         if not (self.history and self.history[-1].step == ev.step): self.history.append(ev)
         with open(self.path, 'w') as f: f.writelines(json.dumps(asdict(e)) + '\n' for e in self.history)
         trainer.emit('evaluation', ev)
@@ -139,7 +279,7 @@ def on_train_begin(self: Validator, trainer):
     if trainer.is_main_process:
         lines = self.path.read_text().splitlines() if self.path.is_file() else []
         kept = [l for l in lines if json.loads(l)['step'] <= trainer.step]
-        self.history = [Evaluation(**json.loads(l)) for l in kept]
+        self.history = [Evaluation.from_dict(json.loads(l)) for l in kept]
         if not any(e.step == trainer.step for e in self.history): self.evaluate(trainer)
         else: self.path.write_text(''.join(l + '\n' for l in kept))
     trainer.accelerator.wait_for_everyone()
@@ -153,97 +293,175 @@ def on_step_end(self: Validator, trainer, event):
 # %% ../nbs/13_validate.ipynb #4480931c
 @patch
 def on_checkpoint(self: Validator, trainer, folder: Path):
-    "If the checkpoint just written has the lowest validation loss so far, copy it to `checkpoints/best`."
-    if not trainer.is_main_process or not self.sets['val']: return
+    "If the checkpoint just written is the best so far by `best_metric`, copy it to `checkpoints/best`."
+    if not trainer.is_main_process or not self.sets['probe' if self.best_metric == 'probe/loss' else 'val']: return
     if not self.history or self.history[-1].step != trainer.step: self.evaluate(trainer)
     here = self.history[-1]
+    value = here.metrics()[self.best_metric]
     best_file = folder.parent/'best'/'best.json'
     best = json.loads(best_file.read_text()) if best_file.is_file() else None
-    if best is not None and here.val_loss >= best['val_loss']: return
+    if not math.isfinite(value) or (best is not None and value >= self._best_value(best)): return
     with atomic_path(folder.parent/'best') as tmp:
         shutil.copytree(folder, tmp)
-        record = dict(step=here.step, val_loss=here.val_loss, checkpoint=folder.name)
+        record = dict(step=here.step, metric=self.best_metric, value=value, val_loss=here.val_loss,
+                      checkpoint=folder.name)
         (tmp/'best.json').write_text(json.dumps(record))
     trainer.emit('best', folder.parent/'best', here)
 
+# %% ../nbs/13_validate.ipynb #1a5161e6
+@patch
+def _best_value(self: Validator, record: dict) -> float:
+    "The `best_metric` value of the checkpoint a `best.json` describes; inf when it cannot be known."
+    if record.get('metric', 'val/loss') == self.best_metric: return record.get('value', record['val_loss'])
+    scored = [e for e in self.history if e.step == record['step']]
+    return scored[-1].metrics().get(self.best_metric, math.inf) if scored else math.inf
+
+# %% ../nbs/13_validate.ipynb #638edd3c
+@patch
+def _free(self: Validator):
+    "Drop the base experts (their hooks too): their memory goes back."
+    for _, swap in self._bases.values():
+        if swap: swap.remove()
+    self._bases = {}
+
+@patch
+def on_train_end(self: Validator, trainer, final: Path): self._free()
+@patch
+def on_train_error(self: Validator, trainer, error: BaseException): self._free()
+
 # %% ../nbs/13_validate.ipynb #24ba7353
 def plot_validation(history: list[Evaluation]):
-    "Validation and train-probe loss against step, and validation loss against timestep per evaluation."
+    "Stable losses against step, and validation loss against timestep per evaluation (Wan 2.2: boundary marked)."
     import matplotlib.pyplot as plt
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))
-    steps = [e.step for e in history]
+    steps, metrics = [e.step for e in history], [e.metrics() for e in history]
     a.plot(steps, [e.val_loss for e in history], 'o-', label='val/loss')
+    for side, style in (('high', '^:'), ('low', 'v:')):
+        if any(f'val/loss/{side}' in m for m in metrics):
+            a.plot(steps, [m.get(f'val/loss/{side}', math.nan) for m in metrics], style, label=f'val/loss/{side}')
     a.plot(steps, [e.probe_loss for e in history], 's--', label='probe/loss (train items)')
     a.set(xlabel='step', ylabel='loss', title='stable loss')
-    a.legend()
+    a.legend(fontsize='small')
     colours = plt.cm.viridis([i / max(len(history) - 1, 1) for i in range(len(history))])
     for e, c in zip(history, colours):
         b.plot(e.timesteps, e.val_per_timestep, '.-', color=c, label=f'step {e.step}')
+    for boundary in sorted({e.boundary for e in history} - {None}):
+        b.axvline(boundary, color='grey', ls='--', lw=0.8, label=f'boundary {boundary}: high | low')
     b.set(xlabel='timestep t', ylabel='val loss', title='per timestep')
     b.legend(fontsize='small')
     fig.tight_layout()
     return fig
 
 # %% ../nbs/13_validate.ipynb #4d384450
-def checkpoint_files(folder: Path) -> list[tuple[str, Path]]:
-    "(name, LoRA file) of each checkpoint in `folder`: wan-nb checkpoint folders or loose .safetensors files."
+_EXPERT_FILE = re.compile(r'(.*?)[_-]?(high|low)_noise')
+_IN_FOLDER = {'single': 'lora', 'high': 'lora_high_noise', 'low': 'lora_low_noise'}  # a wan-nb checkpoint's files
+
+def _file_role(stem: str) -> tuple[str, str]:
+    "(checkpoint name, expert role) of a loose LoRA file's stem: `x_high_noise` is x's high-noise expert."
+    m = _EXPERT_FILE.fullmatch(stem)
+    return (m[1], m[2]) if m else (stem, 'single')
+
+# %% ../nbs/13_validate.ipynb #42bbcc35
+def checkpoint_files(folder: Path) -> list[tuple[str, dict[str, Path]]]:
+    "(name, {expert role: LoRA file}) of each checkpoint in `folder`: wan-nb checkpoint folders or loose LoRA files."
     folder = Path(folder)
-    folders = [(d.name, d/'lora.safetensors') for d in sorted(folder.iterdir())]
-    found = [(name, f) for name, f in folders if f.is_file()]
-    found += [(f.stem, f) for f in sorted(folder.glob('*.safetensors'))]
+    found = [(d.name, {r: d/f'{s}.safetensors' for r, s in _IN_FOLDER.items() if (d/f'{s}.safetensors').is_file()})
+             for d in sorted(p for p in folder.iterdir() if p.is_dir())]
+    loose = {}
+    for f in sorted(folder.glob('*.safetensors')):
+        name, role = _file_role(f.stem)
+        loose.setdefault(folder.name if name in ('', 'lora') else name, {})[role] = f
+    found = [(name, files) for name, files in found + list(loose.items()) if files]
     if not found:
-        raise FileNotFoundError(f"{folder}: no LoRA checkpoints (step_*/lora.safetensors or *.safetensors) "
-                                "found.")
+        raise FileNotFoundError(f"{folder}: no LoRA checkpoints found (step_*/lora.safetensors, "
+                                "step_*/lora_high_noise.safetensors / lora_low_noise.safetensors, or *.safetensors).")
     return found
 
 # %% ../nbs/13_validate.ipynb #5a51feff
-def _score_checkpoint(
-    transformer: torch.nn.Module,
-    base: dict,  # the base transformer's state dict, restored before each merge
-    name: str,
-    path: Path,  # the LoRA file
-    batches: dict[str, list],  # 'val' and 'probe' batches from `evaluation_batches`
-    timesteps: list[float],
-) -> dict:
-    "One row of `evaluate_checkpoints`: the LoRA at `path` merged into the base `transformer`, scored."
-    from wan_nb.lora_io import merge_lora, read_lora
-    transformer.load_state_dict(base)
-    lora = read_lora(path)
-    merge_lora(transformer, lora)
-    val, probe = (stable_validation_loss(transformer, batches[s], timesteps) for s in ('val', 'probe'))
-    return dict(
-        checkpoint=name,
-        file=str(path),
-        step=int(lora.metadata.get('wan_nb.step', -1)),
-        val_loss=val['loss'],
-        probe_loss=probe['loss'],
-        timesteps=timesteps,
-        val_per_timestep=val['per_timestep'],
-        probe_per_timestep=probe['per_timestep'],
-    )
+def _refuse_misfit(layers: dict, lora: Lora, adapter: str):
+    "Refuse a LoRA whose layers or ranks the adapter `layers` ({diffusers name: peft LoRA layer}) cannot take."
+    if extra := sorted(set(lora.modules) - set(layers)):
+        raise ValueError(f"{lora.source}: it changes {len(extra)} layer(s) the run's adapter does not train (e.g. "
+                         f"{extra[0]}); set targets and blocks as the LoRA was trained (e.g. targets = 'all', no blocks).")
+    for name, m in lora.modules.items():
+        A, B = layers[name].lora_A[adapter].weight, layers[name].lora_B[adapter].weight
+        if m.shape != (B.shape[0], A.shape[1]):
+            raise ValueError(f"{lora.source}: layer {name} is {m.shape} in the LoRA but {(B.shape[0], A.shape[1])} in "
+                             "the model: the LoRA was made for another base model. Use the model it was trained on.")
+        if m.rank != A.shape[0]:
+            raise ValueError(f"{lora.source}: rank {m.rank} at {name}, but the run's adapter has rank {A.shape[0]}; "
+                             f"set rank = {m.rank}.")
+
+# %% ../nbs/13_validate.ipynb #af94506e
+@torch.no_grad()
+def load_lora_adapter(model: torch.nn.Module, lora: Lora, adapter: str = 'default') -> torch.nn.Module:
+    "Copy `lora`'s factors into the peft adapter of `model` in place (a layer the LoRA lacks: zero update)."
+    from peft.tuners.lora import LoraLayer
+    layers = {diffusers_name(n.removeprefix('base_model.model.')) or n: m for n, m in model.named_modules()
+              if isinstance(m, LoraLayer) and adapter in m.lora_A}
+    _refuse_misfit(layers, lora, adapter)
+    for name, layer in layers.items():
+        A, B = layer.lora_A[adapter].weight, layer.lora_B[adapter].weight
+        if (m := lora.modules.get(name)) is None: B.zero_(); continue
+        ratio = m.scale / layer.scaling[adapter]  # 1 unless the file has another alpha / rank
+        A.copy_(m.A)
+        B.copy_(m.B if math.isclose(ratio, 1.0, rel_tol=1e-6) else m.B.float() * ratio)
+    return model
+
+# %% ../nbs/13_validate.ipynb #fd8027c9
+def _by_role(trainer, files: dict[str, Path]) -> dict[str, Path]:
+    "`files` ({'single' | 'high' | 'low': path}) keyed by the roles of the trainer's experts; refused if they differ."
+    roles, expert = trainer.roles, trainer.config.expert
+    if set(files) == {'single'} and len(roles) == 1: return {roles[0]: files['single']}
+    if 'single' in files:
+        raise ValueError(f"{files['single']}: one LoRA, but the run trains both Wan 2.2 experts (expert = {expert!r}); "
+                         "set expert = 'high' or 'low' (the expert it was trained on), or name the files "
+                         "lora_high_noise.safetensors and lora_low_noise.safetensors.")
+    if roles == ['single']:
+        raise ValueError(f"{next(iter(files.values()))}: a Wan 2.2 expert's LoRA, but {trainer.model_dir} has one "
+                         "transformer; score it with the Wan 2.2 A14B model it was trained on.")
+    if extra := sorted(set(files) - set(roles)):
+        raise ValueError(f"{files[extra[0]]}: a LoRA of the {extra[0]}-noise expert, but the run trains only the "
+                         f"{roles[0]}-noise one (expert = {expert!r}); set expert = 'both'.")
+    return files
+
+# %% ../nbs/13_validate.ipynb #b9d414a6
+def load_checkpoint_adapters(trainer, files: dict[str, Path]) -> int:
+    "Load a checkpoint's LoRA file(s) into `trainer`'s adapters; the step they record (-1: not a wan-nb file)."
+    files, step = _by_role(trainer, files), -1
+    for role, model in trainer.experts.items():
+        lora = read_lora(files[role]) if role in files else Lora({}, source=f'no {role} LoRA')
+        task = lora.metadata.get('wan_nb.task')
+        if task and task != trainer.model_info.task:
+            raise ValueError(f"{files[role]}: a {task} LoRA, but {trainer.model_dir} is {trainer.model_info.variant} "
+                             f"({trainer.model_info.task}); score it with a model of its task.")
+        load_lora_adapter(trainer.accelerator.unwrap_model(model), lora)
+        step = max(step, int(lora.metadata.get('wan_nb.step', -1)))
+    return step
 
 # %% ../nbs/13_validate.ipynb #b5717ef1
 def evaluate_checkpoints(
-    cfg: RunConfig,  # the run: its model, dataset and timestep distribution
+    cfg: RunConfig,  # the run: its model, dataset, device, dtype, quantisation, adapter and timesteps
     folder: Path,  # wan-nb checkpoint folders or loose .safetensors files
-    timesteps: list[float] | None = None,  # None: the 9 quantiles of the run's timestep distribution
+    timesteps: list[float] | None = None,  # None: `default_timesteps` of the run
     probe_items: int = 8,
     batch_size: int = 8,
     progress: bool = True,
 ) -> list[dict]:
-    "Score every LoRA checkpoint in `folder` on the validation items and the train probe of `cfg`'s dataset."
+    "Score every checkpoint in `folder` exactly as the run's validation does: one row (an `Evaluation`) each."
     from tqdm.auto import tqdm
-    from wan_nb.cache import build_cache, model_cache_index
-    from wan_nb.models import load_wan, model_source
-    from wan_nb.plan import plan_dataset
-    plan, source = plan_dataset(cfg.dataset, progress=False), model_source(cfg)
-    build_cache(plan, source, progress=progress)
-    sets = evaluation_sets(model_cache_index(plan, source).entries, probe_items)
-    batches = {name: evaluation_batches(entries, batch_size) for name, entries in sets.items()}
-    timesteps = timesteps or timestep_quantiles(cfg)
-    transformer = load_wan(source, components=('transformer',)).transformer
-    base = {k: v.clone() for k, v in transformer.state_dict().items()}
+    found = checkpoint_files(folder)  # first: a folder without checkpoints fails before anything loads
+    trainer = Trainer(cfg, progress=progress)
+    trainer._check_model()
+    trainer._setup_data()
+    trainer._setup_model()  # the model, once, with the run's LoRA adapter(s)
+    validator = Validator(None, timesteps, probe_items, batch_size, cfg.best_metric)
+    validator._prepare(trainer)
     rows = []
-    for name, path in tqdm(checkpoint_files(folder), desc='checkpoints', disable=not progress):
-        rows.append(_score_checkpoint(transformer, base, name, path, batches, timesteps))
+    try:
+        for name, files in tqdm(found, desc='checkpoints', disable=not progress):
+            ev = validator.score(trainer, step=load_checkpoint_adapters(trainer, files))
+            rows.append(dict(checkpoint=name, files={r: str(f) for r, f in files.items()}, **asdict(ev),
+                             metrics=ev.metrics()))
+    finally: validator._free()
     return rows

@@ -241,7 +241,8 @@ def _split(option: str) -> tuple[str, str]:
     return key.strip(), value
 
 # %% ../nbs/11_train.ipynb #d81286da
-_PATHS = ('model', 'model_2', 'vae', 'text_encoder', 'tokenizer', 'image_encoder', 'dataset', 'output_dir', 'sample_prompts')
+_PATHS = ('model', 'model_2', 'vae', 'text_encoder', 'tokenizer', 'image_encoder', 'dataset', 'output_dir',
+          'sample_prompts')
 
 # %% ../nbs/11_train.ipynb #272f327b
 def _absolute_paths(values: dict, base: Path) -> dict:
@@ -420,7 +421,7 @@ def transformer_timestep(t: torch.Tensor | float) -> torch.Tensor | float:
 
 # %% ../nbs/11_train.ipynb #9a73db09
 def model_task(config) -> str:
-    "'t2v', 'i2v' or 'ti2v' from a `WanTransformer3DModel` config: I2V reads 20 more channels, TI2V has 48-channel latents."
+    "'t2v', 'i2v' or 'ti2v' from a transformer config: I2V reads 20 more channels, TI2V has 48-channel latents."
     if config.in_channels == config.out_channels + 20: return 'i2v'
     return 'ti2v' if config.out_channels == 48 else 't2v'
 
@@ -706,14 +707,13 @@ def _check_model(self: Trainer):
 
 # %% ../nbs/11_train.ipynb #b21e64f0
 def _refuse_sizes(plan: DatasetPlan, info) -> None:
-    "Refuse TI2V 5B buckets it cannot split into patches: its VAE compresses 16x, so both sides must be multiples of 32."
+    "Refuse TI2V 5B buckets it cannot cut into patches: its VAE compresses 16x, so both sides are multiples of 32."
     if info.out_channels != 48: return
-    step = 32
-    bad = sorted({(i.width, i.height) for i in plan.items if i.width % step or i.height % step})
+    bad = sorted({(i.width, i.height) for i in plan.items if i.width % 32 or i.height % 32})
     if bad:
-        raise TrainingError(f"{plan.config}: buckets {', '.join(f'{w}x{h}' for w, h in bad)} are not multiples of {step}, "
-                            f"which {info.variant} needs (its latents are split into 2x2 patches); set each dataset's "
-                            f"resolution to multiples of {step} and check `wan-nb plan`.")
+        raise TrainingError(f"{plan.config}: buckets {', '.join(f'{w}x{h}' for w, h in bad)} are not multiples of 32, "
+                            f"which {info.variant} needs (its latents are cut into 2x2 patches); set each dataset's "
+                            "resolution to multiples of 32 and check `wan-nb plan`.")
 
 # %% ../nbs/11_train.ipynb #31596e4c
 @patch

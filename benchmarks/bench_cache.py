@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from wan_nb.cache import build_cache
-from wan_nb.demo_data import make_demo_data
+from wan_nb.demo_data import demo_inputs, make_demo_data
 from wan_nb.media import ProbeCache
 from wan_nb.models import make_tiny_model
 from wan_nb.plan import plan_dataset
@@ -23,34 +23,10 @@ def run(config: Path, model: Path, probes: ProbeCache) -> tuple[float, dict]:
     return time.perf_counter() - t0, report.summary()
 
 
-I2V_TOML = '''\
-# the demo's video datasets without single frames: an image-to-video model has nothing to predict from one frame
-[general]
-caption_extension = ".txt"
-enable_bucket = true
-bucket_no_upscale = true
-
-[[datasets]]
-video_directory = "videos"
-cache_directory = "cache/i2v_head_64x32"
-resolution = [64, 32]
-frame_extraction = "head"
-target_frames = [13]
-
-[[datasets]]
-video_directory = "videos"
-cache_directory = "cache/i2v_uniform_32x16"
-resolution = [32, 16]
-frame_extraction = "uniform"
-target_frames = [25]
-frame_sample = 2
-'''
-
-
-def i2v_case(d: Path, demo: Path, probes: ProbeCache) -> dict:
-    "Cold and unchanged caching of the demo clips for the tiny Wan 2.1 I2V model (with its image encoder)."
-    model, config = make_tiny_model(d/'tiny-i2v', variant='i2v-2.1'), demo/'i2v.toml'
-    config.write_text(I2V_TOML)
+def i2v_case(d: Path, probes: ProbeCache) -> dict:
+    "Cold and unchanged caching of the I2V demo (its clips) for the tiny Wan 2.1 I2V model (with its image encoder)."
+    inputs = demo_inputs(d, 'i2v-2.1')  # the demo clips in d/demo are there already
+    model, config = inputs.model, inputs.dataset
     plan_dataset(config, probes, progress=False)
     cold_s, cold = run(config, model, probes)
     warm_s, warm = run(config, model, probes)
@@ -69,7 +45,7 @@ def main(threads: int) -> dict:
         warm_s, warm = run(config, model, probes)
         (demo/'videos'/'clip_00.txt').write_text('a red circle moves slowly from left to right')
         caption_s, caption = run(config, model, probes)
-        i2v = i2v_case(Path(d), demo, probes)
+        i2v = i2v_case(Path(d), probes)
     return dict(threads=threads, items=cold['latents']['encoded'], texts=cold['texts']['encoded'],
                 cold_s=round(cold_s, 2), unchanged_s=round(warm_s, 3), unchanged_over_cold=round(warm_s / cold_s, 4),
                 one_caption_changed_s=round(caption_s, 2), one_caption_changed_over_cold=round(caption_s / cold_s, 3),

@@ -66,3 +66,25 @@ def stills_and_clips_dataset(demo_dir):
     "The demo stills and 1- and 5-frame heads of the demo clips: image and video batches in one run."
     (demo_dir/'stills_and_clips.toml').write_text(IMAGES + VIDEO_HEADS)
     return demo_dir/'stills_and_clips.toml'
+
+
+CLIP_HEADS = '''[[datasets]]
+video_directory = "videos"
+cache_directory = "cache/clip_heads"
+resolution = [64, 32]
+target_frames = [5]
+'''
+
+
+@pytest.fixture
+def clips_dataset(demo_dir):
+    "The demo clips only, as 5-frame heads at 64x32: image-to-video data, at sizes every tiny variant's VAE divides."
+    (demo_dir/'clips.toml').write_text(CLIP_HEADS)
+    return demo_dir/'clips.toml'
+
+
+@pytest.fixture
+def clips_val_dataset(demo_dir):
+    "`clips_dataset` with a quarter of the clips held out for the stable validation loss."
+    (demo_dir/'clips_val.toml').write_text('[general]\nvalidation_split = 0.25\n' + CLIP_HEADS)
+    return demo_dir/'clips_val.toml'

@@ -12,15 +12,6 @@ from wan_nb.models import make_tiny_model
 from wan_nb.train import Trainer, load_run_config, model_inputs, model_task
 from wan_nb.validate import Validator
 
-CLIPS = '''[general]
-validation_split = 0.25
-[[datasets]]
-video_directory = "videos"
-cache_directory = "cache/i2v_{variant}"
-resolution = [64, 64]
-target_frames = [5]
-'''
-
 
 def run_config(model, config, out, **kw):
     return load_run_config(overrides=dict(model=str(model), dataset=str(config), output_dir=str(out), rank=4,
@@ -38,12 +29,10 @@ def fixed_inputs(config):
 
 
 @pytest.mark.parametrize('variant', ['i2v-2.1', 'i2v-2.2', 'ti2v-5b'])
-def test_i2v_lora_learns_and_loads_in_diffusers(variant, demo_dir, tmp_path):
+def test_i2v_lora_learns_and_loads_in_diffusers(variant, clips_val_dataset, tmp_path):
     model = make_tiny_model(tmp_path/'model', variant=variant)
-    config = demo_dir/f'i2v_{variant}.toml'
-    config.write_text(CLIPS.format(variant=variant))
     validator = Validator(every_n_steps=15)
-    trainer = Trainer(run_config(model, config, tmp_path/'run', max_train_steps=30, expert_switch_every=5),
+    trainer = Trainer(run_config(model, clips_val_dataset, tmp_path/'run', max_train_steps=30, expert_switch_every=5),
                       callbacks=[validator], progress=False)
     final = trainer.train()
     val = [e.val_loss for e in validator.history]

@@ -8,18 +8,10 @@ import pytest
 from wan_nb.models import make_tiny_model
 from wan_nb.train import Trainer, TrainingError, load_run_config
 
-CLIPS = '''[[datasets]]
-video_directory = "videos"
-cache_directory = "cache/resume_task"
-resolution = [64, 32]
-target_frames = [5]
-'''
 
-
-def test_t2v_checkpoint_on_an_i2v_model_is_refused(tiny_model_dir, demo_dir, tmp_path):
-    (demo_dir/'resume_task.toml').write_text(CLIPS)
+def test_t2v_checkpoint_on_an_i2v_model_is_refused(tiny_model_dir, clips_dataset, tmp_path):
     run = lambda model, steps: load_run_config(overrides=dict(
-        model=str(model), dataset=str(demo_dir/'resume_task.toml'), output_dir=str(tmp_path/'run'), rank=4,
+        model=str(model), dataset=str(clips_dataset), output_dir=str(tmp_path/'run'), rank=4,
         max_train_steps=steps, checkpoint_every_n_steps=2))
     Trainer(run(tiny_model_dir, 2), progress=False).train()
     i2v = make_tiny_model(tmp_path/'i2v', variant='i2v-2.2')

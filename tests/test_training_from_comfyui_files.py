@@ -81,21 +81,12 @@ def test_wan_nb_cache_takes_single_files(tiny_model_dir, demo_dir, tmp_path, cap
     assert 'no vae for this model; name its file in the RUN.toml (vae = ...) or on the command line (--vae)' in capsys.readouterr().err
 
 
-CLIPS = '''[[datasets]]
-video_directory = "videos"
-cache_directory = "cache/comfy_i2v_clips"
-resolution = [64, 32]
-target_frames = [5]
-'''
-
-
-def test_wan21_i2v_trains_from_comfyui_files_and_clip_vision_h(demo_dir, tmp_path):
+def test_wan21_i2v_trains_from_comfyui_files_and_clip_vision_h(clips_dataset, tmp_path):
     "Wan 2.1 I2V from its transformer file and clip_vision_h.safetensors: conditions cached, image layers trained."
     i2v = make_tiny_model(tmp_path/'i2v', variant='i2v-2.1')
     comfy = write_comfy_files(i2v, tmp_path/'comfy')
     assert comfy.image_encoder.name == 'clip_vision_h.safetensors'
-    (demo_dir/'comfy_i2v_clips.toml').write_text(CLIPS)
-    run = run_toml(tmp_path, comfy, demo_dir/'comfy_i2v_clips.toml', image_encoder='comfy/clip_vision_h.safetensors',
+    run = run_toml(tmp_path, comfy, clips_dataset, image_encoder='comfy/clip_vision_h.safetensors',
                    max_train_steps=2, checkpoint_every_n_steps=2)
     r = subprocess.run([WAN_NB, 'train', str(run), '--no-track'], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr

@@ -44,9 +44,9 @@ from diffusers import WanTransformer3DModel
 
 from wan_nb.fit import (activation_bytes, bucket_plan, bucket_row, lora_bytes, memory_options, memory_plan,
                         shapes_from_config, suggest, usable_gb, weight_bytes)
-from wan_nb.models import _shipped_config
+from wan_nb.models import _shipped_config, model_task
 from wan_nb.quant import quantize_linears
-from wan_nb.train import RunConfig, Trainer, model_task, timestep_window, weights_dtype
+from wan_nb.train import RunConfig, Trainer, timestep_window, weights_dtype
 
 GiB = 2**30
 CAP_GIB = 24

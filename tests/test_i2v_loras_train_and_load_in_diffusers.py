@@ -8,8 +8,8 @@ import torch
 from diffusers import WanImageToVideoPipeline
 from safetensors.torch import load_file
 
-from wan_nb.models import make_tiny_model
-from wan_nb.train import Trainer, load_run_config, model_inputs, model_task
+from wan_nb.models import make_tiny_model, model_task
+from wan_nb.train import Trainer, load_run_config, model_inputs
 from wan_nb.validate import Validator
 
 

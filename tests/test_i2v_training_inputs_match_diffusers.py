@@ -9,9 +9,9 @@ from PIL import Image
 
 from wan_nb.cache import build_cache, model_cache_index
 from wan_nb.media import read_frames, source_frame_indices
-from wan_nb.models import make_tiny_model
+from wan_nb.models import make_tiny_model, model_task
 from wan_nb.plan import ProbeCache, plan_dataset
-from wan_nb.train import load_batch, model_inputs, model_task
+from wan_nb.train import load_batch, model_inputs
 
 DATASET = '''[[datasets]]
 video_directory = "{videos}"

@@ -14,9 +14,10 @@ from .buckets import latent_shape, latent_tokens
 from .cache import cache_index
 from .core import format_bytes, free_bytes, mount_point, repo_root
 from .lora_io import parse_blocks, target_pattern
-from .models import WAN_VARIANTS, ModelFileError, _shipped_config, _resolve, _transformer_summary, identify_model, model_source
+from .models import (WAN_VARIANTS, ModelFileError, _shipped_config, _resolve, _transformer_summary, identify_model,
+                           model_source, model_task)
 from .plan import DatasetPlan, format_table, plan_dataset
-from .train import RunConfig, model_task
+from .train import RunConfig
 
 # %% auto #0
 __all__ = ['GiB', 'TEXT_TOKENS', 'IMAGE_TOKENS', 'CACHE_DTYPE_BYTES', 'HEADER_BYTES', 'USABLE_FRACTION', 'CUDA_CONTEXT_GB',

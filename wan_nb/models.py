@@ -10,14 +10,15 @@ from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, fields
 from importlib.resources import files
 from pathlib import Path
+from types import SimpleNamespace
 
 # %% auto #0
 __all__ = ['TINY_TRANSFORMER', 'TINY_VAE', 'TINY_TEXT_ENCODER', 'TINY_SCHEDULER', 'TINY_VARIANTS', 'TINY_IMAGE_ENCODER',
            'TINY_VAE_22', 'WAN_COMPONENTS', 'WAN_VARIANTS', 'UMT5_XXL', 'tiny_tokenizer', 'latent_stats',
            'clip_image_processor', 'build_tiny_wan', 'make_tiny_model', 'read_model_index', 'load_component',
-           'WanComponents', 'ModelFileError', 'ModelSource', 'model_source', 'ModelInfo', 'identify_model', 'load_wan',
-           'wan_pipeline', 'write_comfy_files', 'write_official_layout', 'inspect_model', 'convert_model',
-           'component_identity']
+           'WanComponents', 'ModelFileError', 'ModelSource', 'model_source', 'ModelInfo', 'model_task',
+           'identify_model', 'load_wan', 'wan_pipeline', 'write_comfy_files', 'write_official_layout', 'inspect_model',
+           'convert_model', 'component_identity']
 
 # %% ../nbs/02_models.ipynb #deb72357
 from .core import atomic_path, content_hash
@@ -748,12 +749,17 @@ def _notes(variant: str, n_experts: int) -> list[str]:
                 "official config.json) unless the head width is 128"]
     return []
 
+# %% ../nbs/02_models.ipynb #a57ae08d
+def model_task(config) -> str:
+    "'t2v', 'i2v' or 'ti2v' from a transformer config: I2V reads 20 more channels, TI2V has 48-channel latents."
+    if config.in_channels == config.out_channels + 20: return 'i2v'
+    return 'ti2v' if config.out_channels == 48 else 't2v'
+
 # %% ../nbs/02_models.ipynb #dad3d3c3
 def _task(variant: str, arch: dict) -> str:
     "'t2v', 'i2v' or 'ti2v': the release's task, or for a custom size what its channels say."
     if variant != 'custom': return WAN_VARIANTS[variant][0]
-    return ('i2v' if arch['image_dim'] or arch['in_channels'] == arch['out_channels'] + 20
-            else 'ti2v' if arch['out_channels'] == 48 else 't2v')
+    return model_task(SimpleNamespace(**arch))
 
 # %% ../nbs/02_models.ipynb #95567683
 def _boundary(variant: str, model: Path, task: str, n_experts: int) -> float | None:
@@ -1118,7 +1124,7 @@ def load_wan(source, # a diffusers or official Wan folder, a transformer file, o
 def task(self: WanComponents) -> str | None:
     "'t2v', 'i2v' or 'ti2v', from the loaded transformer's channels (None when no transformer is loaded)."
     tf = self.transformer if self.transformer is not None else self.transformer_2
-    return None if tf is None else _task('custom', dict(tf.config))
+    return None if tf is None else model_task(tf.config)
 
 # %% ../nbs/02_models.ipynb #508efbfa
 def wan_pipeline(model: WanComponents,

@@ -24,9 +24,10 @@ __all__ = ['PromptSpec', 'PromptFileError', 'parse_prompt_line', 'parse_prompt_f
 # %% ../nbs/14_sample.ipynb #48a58071
 from .demo_data import write_clip
 from .lora_io import Lora, merge_lora
-from .models import ModelSource, WanComponents, identify_model, load_wan, model_source, wan_pipeline
+from .models import (ModelSource, WanComponents, identify_model, load_wan, model_source, model_task,
+                           wan_pipeline)
 from .media import read_frames
-from .train import Callback, model_task
+from .train import Callback
 
 # %% ../nbs/14_sample.ipynb #5be2fd08
 @dataclass(frozen=True)

@@ -14,10 +14,9 @@ from pathlib import Path
 # %% auto #0
 __all__ = ['RunConfig', 'parse_option', 'load_run_config', 'lora_target_modules', 'add_lora', 'weights_dtype',
            'uses_checkpointing', 'draw_timesteps', 'sample_timesteps', 'timestep_window', 'timestep_quantiles',
-           'plot_timesteps', 'noisy_input', 'transformer_timestep', 'model_task', 'first_frame_mask', 'model_inputs',
-           'scored_frames', 'epoch_batches', 'load_batch', 'StepEvent', 'Callback', 'ProgressBar', 'EventLog',
-           'TrainingError', 'TrainingInterrupted', 'RunLock', 'Trainer', 'checkpoint_problem', 'latest_checkpoint',
-           'peak_memory_mb']
+           'plot_timesteps', 'noisy_input', 'transformer_timestep', 'first_frame_mask', 'model_inputs', 'scored_frames',
+           'epoch_batches', 'load_batch', 'StepEvent', 'Callback', 'ProgressBar', 'EventLog', 'TrainingError',
+           'TrainingInterrupted', 'RunLock', 'Trainer', 'checkpoint_problem', 'latest_checkpoint', 'peak_memory_mb']
 
 # %% ../nbs/11_train.ipynb #1e6cedc6
 import torch
@@ -31,7 +30,7 @@ from tqdm.auto import tqdm
 # %% ../nbs/11_train.ipynb #b9448249
 from .cache import MAX_SEQUENCE_LENGTH, CacheEntry, build_cache, load_entry, model_cache_index
 from .lora_io import TARGET_PRESETS, lora_from_peft_model, parse_blocks, target_pattern, write_lora
-from .models import identify_model, load_wan, model_source
+from .models import identify_model, load_wan, model_source, model_task
 from .offload import BlockSwap, enable_checkpointing, trade_experts
 from .plan import DatasetPlan, load_dataset_config, plan_dataset
 
@@ -418,12 +417,6 @@ def noisy_input(x0: torch.Tensor, noise: torch.Tensor,
 def transformer_timestep(t: torch.Tensor | float) -> torch.Tensor | float:
     "`t` in [0, 1] on the 0 ... 1000 scale `WanTransformer3DModel` takes."
     return t * 1000
-
-# %% ../nbs/11_train.ipynb #9a73db09
-def model_task(config) -> str:
-    "'t2v', 'i2v' or 'ti2v' from a transformer config: I2V reads 20 more channels, TI2V has 48-channel latents."
-    if config.in_channels == config.out_channels + 20: return 'i2v'
-    return 'ti2v' if config.out_channels == 48 else 't2v'
 
 # %% ../nbs/11_train.ipynb #e6d4bc52
 def first_frame_mask(latents: torch.Tensor) -> torch.Tensor:

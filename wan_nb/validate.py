@@ -21,9 +21,9 @@ from fastcore.basics import patch
 # %% ../nbs/13_validate.ipynb #63d01bf7
 from .cache import CacheEntry
 from .lora_io import Lora, diffusers_name, read_lora
-from .models import load_wan
+from .models import load_wan, model_task
 from .offload import BlockSwap, _frozen_tensors
-from .train import (_CHOICES, Callback, RunConfig, Trainer, load_batch, model_inputs, model_task, noisy_input,
+from .train import (_CHOICES, Callback, RunConfig, Trainer, load_batch, model_inputs, noisy_input,
                           scored_frames, timestep_quantiles, timestep_window)
 
 # %% ../nbs/13_validate.ipynb #f41a67a8

@@ -8,6 +8,7 @@ import torch
 from diffusers import WanImageToVideoPipeline
 from safetensors.torch import load_file
 
+from wan_nb.lora_io import read_lora
 from wan_nb.models import make_tiny_model, model_task
 from wan_nb.train import Trainer, load_run_config, model_inputs
 from wan_nb.validate import Validator
@@ -43,6 +44,9 @@ def test_i2v_lora_learns_and_loads_in_diffusers(variant, clips_val_dataset, tmp_
         assert {e['expert'] for e in events} == {'high', 'low'}
         assert all((t >= 0.9) == (e['expert'] == 'high') for e in events for t in e['timesteps'])
     keys = set(load_file(next(final.glob('*.safetensors'))))
+    meta = read_lora(next(final.glob('*.safetensors'))).metadata
+    assert (meta['wan_nb.task'], meta['ss_base_model_version']) == {
+        'i2v-2.1': ('i2v', 'wan2.1'), 'i2v-2.2': ('i2v', 'wan2.2'), 'ti2v-5b': ('ti2v', 'wan2.2')}[variant]
     has_image_layers = any('.cross_attn.k_img.' in k for k in keys) and any('.cross_attn.v_img.' in k for k in keys)
     assert has_image_layers == (variant == 'i2v-2.1')  # `all` takes Wan 2.1's image projections, ComfyUI names
 

@@ -66,8 +66,10 @@ class RunConfig:
     min_timestep: float = 0.0  # t window in [0, 1]
     max_timestep: float = 1.0
     timestep_window: str = 'reject'  # reject (keeps the distribution's shape) | rescale
+    timestep_bias: str = 'balanced'  # balanced | high_noise (style, motion) | low_noise (identity, detail)
+    timestep_bias_strength: float = 1.0  # how strongly the bias reweights the timestep density
     # optimization
-    optimizer: str = 'adamw'  # adamw | adamw8bit
+    optimizer: str = 'adamw'  # adamw | adamw8bit | adamw_bf16 | lion | lion8bit | prodigy
     learning_rate: float = 1e-4
     weight_decay: float = 0.01
     adam_betas: tuple[float, float] = (0.9, 0.999)
@@ -77,6 +79,11 @@ class RunConfig:
     lr_scheduler: str = 'constant'  # constant | constant_with_warmup | cosine | linear
     lr_warmup_steps: int = 0
     max_train_steps: int = 100
+    max_train_epochs: int | None = None  # musubi's: when set, the steps of that many epochs of the plan
+    early_stop_patience: int | None = None  # stop after this many validations without a better best_metric
+    # differential output preservation: the base model's prediction on the preservation caption as a prior
+    dop_multiplier: float = 0.0  # 0: off
+    init_lora: str | None = None  # start from this LoRA file (any format wan-nb reads)
     gradient_checkpointing: bool | None = None  # none (auto): on with CUDA, block swap or activation offload
     mixed_precision: str = 'auto'  # auto (bf16 on CUDA, fp32 on CPU) | no | bf16 | fp16
     # memory and speed (wan_nb.quant, wan_nb.offload, wan_nb.fit)
@@ -89,8 +96,10 @@ class RunConfig:
     checkpoint_every_n_steps: int | None = 50
     checkpoint_every_n_epochs: int | None = None
     keep_last_n_checkpoints: int = 3
+    save_dtype: str = 'fp32'  # the LoRA files' precision: fp32 | bf16 | fp16 (never the training state)
     # validation (wan_nb.validate)
     validate_every_n_steps: int | None = None
+    validate_every_n_epochs: int | None = None
     validation_timesteps: list[float] | None = None  # default: 9 training quantiles (Wan 2.2: 5 per expert)
     probe_items: int = 8  # training items scored like the validation ones
     validation_batch_size: int = 8
@@ -98,6 +107,11 @@ class RunConfig:
     # previews (wan_nb.sample)
     sample_prompts: str | None = None  # musubi-style prompt file
     sample_every_n_steps: int | None = None
+    sample_every_n_epochs: int | None = None
+    sample_at_first: bool = False  # a preview before the first step
+    sample_negative_prompt: str | None = None  # for lines without --n; None: Wan's standard one, '': none
+    sample_fps: int = 16  # the previews' playback frame rate
+    preview_extra_lora: str | None = None  # PATH or PATH:strength, stacked for previews only
 
 # %% ../nbs/11_train.ipynb #0d4842a6
 def _changed(cfg: RunConfig) -> dict:
@@ -123,12 +137,14 @@ def _repr_markdown_(self: RunConfig) -> str:
 _CHOICES = {
     'timestep_sampling': ('uniform', 'sigmoid', 'shift'),
     'timestep_window': ('reject', 'rescale'),
-    'optimizer': ('adamw', 'adamw8bit'),
+    'timestep_bias': ('balanced', 'high_noise', 'low_noise'),
+    'optimizer': ('adamw', 'adamw8bit', 'adamw_bf16', 'lion', 'lion8bit', 'prodigy'),
     'lr_scheduler': ('constant', 'constant_with_warmup', 'cosine', 'linear'),
     'expert': ('auto', 'high', 'low', 'both'),
     'mixed_precision': ('auto', 'no', 'bf16', 'fp16'),
     'base_dtype': ('auto', 'bf16', 'fp16', 'fp32'),
     'base_quantization': ('none', 'fp8', 'int8', 'fp8_cast'),
+    'save_dtype': ('fp32', 'bf16', 'fp16'),
     'best_metric': ('val/loss', 'val/loss/high', 'val/loss/low', 'probe/loss'),  # wan_nb.validate
 }
 
@@ -241,7 +257,7 @@ def _split(option: str) -> tuple[str, str]:
 
 # %% ../nbs/11_train.ipynb #d81286da
 _PATHS = ('model', 'model_2', 'vae', 'text_encoder', 'tokenizer', 'image_encoder', 'dataset', 'output_dir',
-          'sample_prompts')
+          'sample_prompts', 'init_lora')
 
 # %% ../nbs/11_train.ipynb #272f327b
 def _absolute_paths(values: dict, base: Path) -> dict:

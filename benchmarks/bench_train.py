@@ -52,7 +52,7 @@ def engine_round(cfg: RunConfig, warmup: int, progress: bool, batch_size: int, p
     `preloaded`: {(epoch, index): batch} that the engine gets instead of reading the cache (to separate loading from the rest)."""
     clock = StepClock()
     real = train_module.load_batch
-    if preloaded is not None: train_module.load_batch = lambda batch, plan, seed, epoch, index: preloaded[epoch, index]
+    if preloaded is not None: train_module.load_batch = lambda batch, plan, seed, epoch, index, preservation=False: preloaded[epoch, index]
     try: Trainer(cfg, callbacks=[clock], progress=progress).train()
     finally: train_module.load_batch = real
     steps = [(b - a, w) for a, b, w, n in zip(clock.ends, clock.ends[1:], clock.waits[1:], clock.sizes[1:]) if n == batch_size]

@@ -11,7 +11,7 @@ from PIL import Image
 
 import wan_nb.sample as sample
 from wan_nb.models import load_wan, make_tiny_model
-from wan_nb.sample import PreviewCallback, PromptFileError, PromptSpec, generate_preview, parse_prompt_file
+from wan_nb.sample import WAN_NEGATIVE_PROMPT, PreviewCallback, PromptFileError, PromptSpec, generate_preview, parse_prompt_file
 
 diffusers.utils.logging.disable_progress_bar(); transformers.utils.logging.disable_progress_bar()
 SIZE = dict(width=64, height=32, frames=5, seed=3, steps=2, guidance=2.0)  # CFG on: the negative prompt runs too
@@ -44,7 +44,8 @@ def direct(pipeline_class, model, spec):
     pipe = pipeline_class.from_pretrained(model)
     pipe.set_progress_bar_config(disable=True)
     image = {} if spec.image is None else dict(image=Image.open(spec.image).convert('RGB'))
-    video = pipe(**image, prompt=spec.prompt, negative_prompt=spec.negative_prompt, height=spec.height, width=spec.width,
+    negative = WAN_NEGATIVE_PROMPT if spec.negative_prompt is None else spec.negative_prompt  # a line without --n: Wan's
+    video = pipe(**image, prompt=spec.prompt, negative_prompt=negative, height=spec.height, width=spec.width,
                  num_frames=spec.frames, num_inference_steps=spec.steps, guidance_scale=spec.guidance,
                  generator=torch.Generator().manual_seed(spec.seed), output_type='np').frames[0]
     return torch.from_numpy((video * 255).round().clip(0, 255).astype(np.uint8))

@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 from wan_nb.core import repo_root
 from wan_nb.tracking import (MLflowCallback, reset_tracking, runs_table, setup_tracking, tracked_run, tracking_uri,
                              training_callbacks)
-from wan_nb.train import Trainer, load_run_config
+from wan_nb.train import Callback, Trainer, load_run_config
 from wan_nb.validate import Validator
 
 IMAGES_HELD_OUT = '''[general]
@@ -33,10 +33,21 @@ def store(tmp_path, monkeypatch):
     reset_tracking()
 
 
-def train(model, demo_dir, out, experiment='wan-nb'):
+def tracking_config(model, demo_dir, out, **kw):
     (demo_dir/'tracking.toml').write_text(IMAGES_HELD_OUT)
-    cfg = load_run_config(overrides=dict(model=str(model), dataset=str(demo_dir/'tracking.toml'), output_dir=str(out), name='tracked', rank=4,
-                                    learning_rate=2e-3, max_train_steps=6, checkpoint_every_n_steps=3, timestep_sampling='uniform'))
+    return load_run_config(overrides=dict(model=str(model), dataset=str(demo_dir/'tracking.toml'), output_dir=str(out), name='tracked', rank=4,
+                                          learning_rate=2e-3, max_train_steps=6, checkpoint_every_n_steps=3, timestep_sampling='uniform') | kw)
+
+
+class StopAt(Callback):
+    "Ends the run after `step` through `Trainer.request_stop`, as early stopping does."
+    def __init__(self, step): self.step = step
+    def on_step_end(self, trainer, event):
+        if event.step == self.step: trainer.request_stop(f'no better val/loss since step {self.step - 1}')
+
+
+def train(model, demo_dir, out, experiment='wan-nb'):
+    cfg = tracking_config(model, demo_dir, out)
     validator = Validator(every_n_steps=3)
     Trainer(cfg, [MLflowCallback(experiment, system_metrics=False), validator], progress=False).train()
     return validator
@@ -63,6 +74,7 @@ def test_a_tracked_run_logs_params_metrics_and_artifacts_and_finishes(tiny_model
     record = mlflow.artifacts.load_dict(f'runs:/{run.info.run_id}/record.json')
     assert record['config']['rank'] == 4 and record['plan_fingerprint'] == run.data.tags['plan_fingerprint']
     assert run.info.artifact_uri.startswith((store/'artifacts'/'wan-nb').as_uri())  # beside the store, not ./mlruns
+    assert client.get_experiment_by_name('wan-nb').tags['mlflow.experimentKind'] == 'finetuning'  # UI: "Model training"
 
     (row,) = runs_table()
     first = min(val, key=lambda m: m.value)
@@ -85,6 +97,17 @@ def test_a_job_run_is_joined_through_MLFLOW_RUN_ID_and_left_running(tiny_model_d
     assert run.data.params['rank'] == '4' and run.data.params['learning_rate'] == '0.002'
     assert [m.step for m in client.get_metric_history(run_id, 'train/loss')] == [1, 2, 3, 4, 5, 6]
     assert len(client.search_runs([client.get_experiment_by_name('jobs').experiment_id])) == 1  # no second run
+
+    resumed = tracking_config(tiny_model_dir, demo_dir, store/'run', learning_rate=5e-5, max_train_steps=10)  # --set on resuming
+    with pytest.warns(UserWarning, match="param 'learning_rate' was logged as '0.002'"):  # into the same run: params never change
+        Trainer(resumed, [MLflowCallback(system_metrics=False), StopAt(7)], progress=False).train(resume='latest')
+    run = client.get_run(run_id)
+    assert (run.data.params['learning_rate'], run.data.tags['conflict.learning_rate']) == ('0.002', '5e-05')
+    assert run.data.tags['wan_nb.resumed_from'] == 'checkpoints/step_000006'  # relative to the run folder, outside the repository
+    assert run.data.tags['wan_nb.resume.learning_rate'] == '0.002 -> 5e-05'
+    assert json.loads(mlflow.artifacts.load_text(f'runs:/{run_id}/resumes.jsonl'))['changes']['learning_rate'] == [0.002, 5e-05]
+    assert run.data.tags['wan_nb.stop_reason'] == 'no better val/loss since step 6'  # early stopping's request_stop
+    assert run.data.tags['mlflow.note.content'].startswith('Stopped early at step 7')
 
 
 def test_compare_runs_job_draws_and_logs_its_figures(tiny_model_dir, demo_dir, store, monkeypatch, tmp_path):
@@ -166,9 +189,10 @@ def test_a_hand_started_run_ends_failed_when_its_block_raises(store, monkeypatch
     assert MlflowClient(tracking_uri()).get_run(run.info.run_id).info.status == 'FINISHED'
 
 
-def test_a_job_under_the_orchestrator_leaves_its_run_to_it(store, monkeypatch):
+def test_a_job_under_the_orchestrator_leaves_its_run_to_it_and_files_its_experiment_under_model_training(store, monkeypatch):
     client = MlflowClient(tracking_uri())
-    run_id = client.create_run(setup_tracking('jobs'), run_name='job').info.run_id
+    theirs = client.create_experiment('theirs')  # another orchestrator's experiment, without a kind
+    run_id = client.create_run(theirs, run_name='job').info.run_id
     monkeypatch.setenv('MLFLOW_RUN_ID', run_id)
     reset_tracking()
     with pytest.raises(RuntimeError):
@@ -176,3 +200,8 @@ def test_a_job_under_the_orchestrator_leaves_its_run_to_it(store, monkeypatch):
             assert run.info.run_id == run_id
             raise RuntimeError('a cell failed')
     assert client.get_run(run_id).info.status == 'RUNNING'  # `wan-nb run` marks it FAILED from the papermill error
+    client.create_experiment('mine', tags={'mlflow.experimentKind': 'genai_development'})  # a kind its owner chose
+    for name in ('mine', 'new'): setup_tracking(name)
+    kinds = {n: client.get_experiment_by_name(n).tags.get('mlflow.experimentKind') for n in ('theirs', 'mine', 'new')}
+    assert kinds == {'theirs': 'finetuning', 'mine': 'genai_development', 'new': 'finetuning'}  # UI: "Model training"
+

@@ -1,9 +1,12 @@
 "Papermill jobs own their MLflow run: FINISHED, FAILED on a failing cell or a dead kernel, sweeps, bit-identical reruns."
 import json
+import shutil
+import uuid
 
 import nbformat
 import pytest
 import torch
+import mlflow
 from mlflow import MlflowClient
 from nbformat.v4 import new_code_cell, new_notebook
 from safetensors import safe_open
@@ -32,14 +35,21 @@ def artifacts(run_id, path):
     return [a.path for a in MlflowClient().list_artifacts(run_id, path)]
 
 
+def notebooks(run_id):
+    "The executed notebook's artifacts: .ipynb, and .html for the MLflow UI's artifact viewer."
+    return [f'notebooks/{run_id}.html', f'notebooks/{run_id}.ipynb']
+
+
 def test_a_job_that_succeeds_is_finished(store):
     res = run_job(job(store/'ok.ipynb', "import os\nprint(x, os.environ['MLFLOW_RUN_ID'])"), dict(x=5), name='ok', out_dir=store/'notebooks')
     run = MlflowClient().get_run(res['run_id'])
     assert (res['status'], run.info.status, res['error']) == ('FINISHED', 'FINISHED', None)
     assert run.data.params['x'] == '5' and run.info.run_name == 'ok'
     assert 'params.json' in artifacts(res['run_id'], None)
-    assert artifacts(res['run_id'], 'notebooks') == [f"notebooks/{res['run_id']}.ipynb"]
+    assert artifacts(res['run_id'], 'notebooks') == notebooks(res['run_id'])
     assert nbformat.read(res['notebook'], 4).cells[-1].outputs[0]['text'] == f"5 {res['run_id']}\n"
+    html = MlflowClient().download_artifacts(res['run_id'], f"notebooks/{res['run_id']}.html", str(store))
+    assert f"5 {res['run_id']}" in open(html).read()  # the cell's output, as the UI shows it
     assert json.loads((store/'notebooks'/f"{res['run_id']}.ipynb").read_text())  # the executed notebook is where it says
 
 
@@ -48,7 +58,7 @@ def test_a_failing_cell_fails_the_run_and_keeps_the_notebook(store):
     run = MlflowClient().get_run(res['run_id'])
     assert (res['status'], run.info.status) == ('FAILED', 'FAILED')
     assert 'ValueError: no data here' in res['error'] and run.data.tags['wan_nb.error'] == res['error']
-    assert artifacts(res['run_id'], 'notebooks') == [f"notebooks/{res['run_id']}.ipynb"]
+    assert artifacts(res['run_id'], 'notebooks') == notebooks(res['run_id'])
 
 
 def test_a_killed_kernel_fails_the_run(store):
@@ -56,7 +66,7 @@ def test_a_killed_kernel_fails_the_run(store):
     run = MlflowClient().get_run(res['run_id'])
     assert (res['status'], run.info.status) == ('FAILED', 'FAILED')
     assert 'kernel died' in res['error'] and run.info.end_time
-    assert artifacts(res['run_id'], 'notebooks') == [f"notebooks/{res['run_id']}.ipynb"]
+    assert artifacts(res['run_id'], 'notebooks') == notebooks(res['run_id'])
 
 
 def test_an_unknown_parameter_is_refused_before_a_run_starts(store):
@@ -80,20 +90,31 @@ def lora_tensors(path):
 
 def test_a_rerun_of_the_training_job_is_bit_identical(store, tiny_model_dir, demo_dir):
     (demo_dir/'held_out.toml').write_text((demo_dir/'dataset.toml').read_text().replace('bucket_no_upscale = true', 'bucket_no_upscale = true\nvalidation_split = 0.25'))
-    params = dict(model=str(tiny_model_dir), dataset=str(demo_dir/'held_out.toml'), output_dir=str(store/'out'), max_train_steps=6,
+    out = repo_root()/'runs'/f'test-rerun-{uuid.uuid4().hex[:8]}'  # inside the repository: recorded relative to it
+    params = dict(model=str(tiny_model_dir), dataset=str(demo_dir/'held_out.toml'), output_dir=str(out), max_train_steps=6,
                   checkpoint_every_n_steps=3, validate_every_n_steps=3, sample_prompts=None, learning_rate=1e-3,
                   validation_timesteps=[0.3, 0.7], probe_items=2)
-    first = run_job(repo_root()/'nbs'/'jobs'/'train_lora.ipynb', params, name='train', out_dir=store/'notebooks')
+    try: a_rerun_from_relative_paths_is_bit_identical(params, out, store/'notebooks')
+    finally: shutil.rmtree(out, ignore_errors=True)
+
+
+def a_rerun_from_relative_paths_is_bit_identical(params, out, notebooks):
+    first = run_job(repo_root()/'nbs'/'jobs'/'train_lora.ipynb', params, name='train', out_dir=notebooks)
     assert first['status'] == 'FINISHED', first['error']
-    again = rerun(first['run_id'], out_dir=store/'notebooks')
-    assert again['status'] == 'FINISHED', again['error']
     client = MlflowClient()
+    run, rel = client.get_run(first['run_id']), f'runs/{out.name}'
+    assert mlflow.artifacts.load_dict(f'{run.info.artifact_uri}/params.json')['output_dir'] == rel  # what rerun reads
+    assert (run.data.params['output_dir'], run.data.tags['output_dir']) == (rel, f"{rel}/{first['run_id']}")
+    assert run.data.tags['wan_nb.lora'] == f"{rel}/{first['run_id']}/final/lora.safetensors"
+    assert run.data.params['model'] == params['model']  # outside the repository: absolute
+    again = rerun(first['run_id'], out_dir=notebooks)
+    assert again['status'] == 'FINISHED', again['error']
     assert client.get_run(again['run_id']).data.tags['wan_nb.rerun_of'] == first['run_id']
     history = lambda run, key: [(m.step, m.value) for m in sorted(client.get_metric_history(run['run_id'], key), key=lambda m: m.step)]
     for key in ('train/loss', 'val/loss'):
         assert len(history(first, key)) == {'train/loss': 6, 'val/loss': 3}[key]
         assert history(first, key) == history(again, key)
-    a, b = (lora_tensors(store/'out'/r['run_id']/'final'/'lora.safetensors') for r in (first, again))  # each run has its own folder
+    a, b = (lora_tensors(out/r['run_id']/'final'/'lora.safetensors') for r in (first, again))  # each run has its own folder
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) and a[k].dtype == b[k].dtype for k in a)
 
 

@@ -124,7 +124,7 @@ def test_callback_writes_at_step_zero_and_every_n(transformer, tiny_model_dir, t
                                         'a blue square falls --w 32 --h 16 --f 5 --s 2 --d 9\n')
     events = []
     trainer = fake_trainer(transformer, tiny_model_dir, tmp_path/'run', events)
-    cb = PreviewCallback(tmp_path/'prompts.txt', every_n_steps=3)
+    cb = PreviewCallback(tmp_path/'prompts.txt', every_n_steps=3, at_first=True)
     cb.on_train_begin(trainer)
     for step in range(1, 8):
         trainer.step = step

@@ -30,7 +30,7 @@ def test_musubi_example_file(tmp_path):
 def test_defaults_fit_wan():
     d = PromptSpec('x')
     assert d.width % 16 == 0 and d.height % 16 == 0 and (d.frames - 1) % 4 == 0
-    assert (d.guidance, d.flow_shift, d.negative_prompt) == (5.0, None, '')
+    assert (d.guidance, d.guidance_2, d.flow_shift, d.negative_prompt) == (5.0, None, None, None)  # None: Wan's negative prompt
 
 
 def test_sizes_and_frames_are_rounded_down_and_said(tmp_path):

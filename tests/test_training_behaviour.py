@@ -35,8 +35,8 @@ def cfg(model, config, out, **kw):
 def test_non_finite_loss_stops_at_that_step_and_keeps_the_last_checkpoint(tiny_model_dir, config, tmp_path, monkeypatch):
     loss = Trainer._loss
     def nan_at_step_5(self, model, batch, window):
-        value, t = loss(self, model, batch, window)
-        return (value * float('nan'), t) if self.step == 4 else (value, t)
+        value, t, dop = loss(self, model, batch, window)
+        return (value * float('nan'), t, dop) if self.step == 4 else (value, t, dop)
     monkeypatch.setattr(Trainer, '_loss', nan_at_step_5)
     with pytest.raises(TrainingError, match=r'step 5: the loss is nan .*Last good checkpoint: .*step_000004'):
         Trainer(cfg(tiny_model_dir, config, tmp_path/'run', max_train_steps=10), progress=False).train()

@@ -108,10 +108,11 @@ def test_sigterm_to_a_job_checkpoints_and_ends_its_run_killed(tiny_model_dir, st
     run = MlflowClient().get_run(run_folder.name)  # a tracked job writes into <output_dir>/<run id>
     assert run.info.status == 'KILLED'
     assert f'TrainingInterrupted: interrupted by SIGTERM at step {k}; checkpoint step_{k:06d}' in run.data.tags['wan_nb.error']
-    checkpoint = run.data.tags['wan_nb.checkpoint']
-    assert checkpoint.endswith(f'step_{k:06d}') and f'-p resume {checkpoint}' in out
+    assert run.data.tags['wan_nb.checkpoint'] == f'checkpoints/step_{k:06d}'  # relative to its run folder, outside the repository
+    checkpoint = run_folder/'checkpoints'/f'step_{k:06d}'
+    assert f'-p resume {checkpoint}' in out
 
-    more = dict(params, max_train_steps=k + 2, resume=checkpoint)  # the KILLED job continued as a job
+    more = dict(params, max_train_steps=k + 2, resume=str(checkpoint))  # the KILLED job continued as a job
     args = [WAN_NB, 'run', 'nbs/jobs/train_lora.ipynb', '--out-dir', str(tmp_path/'notebooks'),
             *(x for key, v in more.items() for x in ('-p', key, str(v)))]
     done = subprocess.run(args, capture_output=True, text=True, env=env(), cwd=repo_root(), timeout=300)

@@ -50,7 +50,7 @@ def test_a_low_expert_run_writes_its_previews(wan22, demo_dir, tmp_path):
     cfg = load_run_config(overrides=dict(model=str(wan22), dataset=str(demo_dir/'wan22_previews.toml'),
                                          output_dir=str(tmp_path/'run'), rank=4, learning_rate=3e-3, expert='low',
                                          max_train_steps=2, checkpoint_every_n_steps=None, timestep_sampling='uniform'))
-    previews = PreviewCallback(tmp_path/'prompts.txt', every_n_steps=2)
+    previews = PreviewCallback(tmp_path/'prompts.txt', every_n_steps=2, at_first=True)
     trainer = Trainer(cfg, [previews], progress=False)
     trainer.train()
     assert trainer.transformer is None and trainer.transformer_2 is not None  # what made previews fail before

@@ -68,6 +68,7 @@ class CacheEntry:
     text: Path
     empty_text: Path  # the dataset's empty-caption embedding, for caption dropout
     condition: Path | None = None  # image-to-video: the first frame's latents `y` (and CLIP `image`); else None
+    preservation_text: Path | None = None  # DOP: the preservation caption's embedding; None without preservation_class
 
 # %% ../nbs/09_cache.ipynb #98c743d5
 @dataclass
@@ -100,14 +101,15 @@ def cache_index(plan: DatasetPlan, vae_id: str, text_id: str,
         spec, condition = plan.datasets[item.dataset], None
         key = latent_key(item, spec.source_fps, spec.target_fps, vae_id)
         latents = spec.cache_directory/'latents'/_file_name(item, key)
-        text, empty = (spec.cache_directory/'text'/f'{text_key(c, text_id)}.safetensors' for c in (item.caption, ''))
+        captions = (item.caption, '', *([item.preservation_caption] if item.preservation_caption is not None else []))
+        text, empty, *preservation = (spec.cache_directory/'text'/f'{text_key(c, text_id)}.safetensors' for c in captions)
         if task == 'i2v':
             ckey = condition_key(item, spec.source_fps, spec.target_fps, vae_id, image_id)
             condition = spec.cache_directory/'condition'/_file_name(item, ckey)
             index.conditions[condition] = (item, ckey)
         index.latents[latents] = (item, key)
-        index.texts[text], index.texts[empty] = item.caption, ''
-        index.entries.append(CacheEntry(item, latents, text, empty, condition))
+        index.texts.update(zip((text, empty, *preservation), captions))
+        index.entries.append(CacheEntry(item, latents, text, empty, condition, *preservation))
     return index
 
 # %% ../nbs/09_cache.ipynb #054e6348
@@ -612,11 +614,14 @@ def check_plan(plan: DatasetPlan, probes: ProbeCache | None = None,
 # %% ../nbs/09_cache.ipynb #1d99e6ef
 def load_entry(entry: CacheEntry,
                drop_caption: bool = False,  # train on the empty caption (caption dropout)
+               preservation: bool = False,  # also the preservation caption's embedding (DOP), as `preservation_text`
               ) -> dict[str, torch.Tensor]:
     "An entry's tensors: `latents` (16, T', H', W'), `text` (tokens, dim); with a condition, `y` and maybe `image`."
     text = load_file(entry.empty_text if drop_caption else entry.text)['text']
     condition = load_file(entry.condition) if entry.condition else {}
-    return {**load_file(entry.latents), 'text': text, **condition}
+    tensors = {**load_file(entry.latents), 'text': text, **condition}
+    if preservation: tensors['preservation_text'] = load_file(entry.preservation_text)['text']
+    return tensors
 
 # %% ../nbs/09_cache.ipynb #bc25ed9d
 def _problem(path: Path, name: str, item: PlanItem | None, channels: int = 16) -> str | None:

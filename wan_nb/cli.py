@@ -100,8 +100,8 @@ def _demo_command(data_dir: Path | None = None, train: bool = True, variant: str
 
 # %% ../nbs/90_cli.ipynb #3ae8e88d
 def _demo_params(inputs, variant: str, steps: int, data_dir: Path | None) -> dict:
-    "The job's parameters: its steps; `variant` unless t2v; with `--data-dir`, the inputs there (else data/'s)."
-    params = dict(max_train_steps=steps) | ({} if variant == 't2v' else dict(variant=variant))
+    "The job's parameters: its steps, a preview before training; `variant` unless t2v; with `--data-dir`, the inputs there."
+    params = dict(max_train_steps=steps, sample_at_first=True) | ({} if variant == 't2v' else dict(variant=variant))
     if data_dir:
         params |= dict(model=str(inputs.model), dataset=str(inputs.dataset_val), sample_prompts=str(inputs.prompts))
     return params
@@ -111,7 +111,7 @@ def _demo_training(params: dict) -> int:
     "Run the training job with `params` as a tracked MLflow run; say where its results are."
     from mlflow import MlflowClient
     from wan_nb.jobs import run_job
-    from wan_nb.tracking import tracking_uri
+    from wan_nb.tracking import run_files, tracking_uri
     what = f"an image-to-video LoRA ({params['variant']})" if 'variant' in params else 'a LoRA'
     print(f"Training {what} on it: the job nbs/jobs/train_lora.ipynb, {params['max_train_steps']} steps, "
           "validated every 10, tracked in MLflow ...")
@@ -122,8 +122,8 @@ def _demo_training(params: dict) -> int:
     val = sorted(client.get_metric_history(job['run_id'], 'val/loss'), key=lambda m: m.step)
     if val: print(f"validation loss: {val[0].value:.4f} at step 0 -> {val[-1].value:.4f} at the end")
     tags = client.get_run(job['run_id']).data.tags
-    print(f"LoRA: {tags.get('wan_nb.lora')}")
-    previews = sorted(Path(tags.get('output_dir', '.')).glob('previews/step_*/*.mp4'))
+    print(f"LoRA: {', '.join(map(str, run_files(tags, 'wan_nb.lora')))}")
+    previews = sorted((repo_root()/tags.get('output_dir', '.')).glob('previews/step_*/*.mp4'))  # as recorded
     if previews: print(f"previews: {previews[-1].parents[1]}; the last: {previews[-1].name}")
     print(f"MLflow UI: make mlflow (the store: {tracking_uri()}); or wan-nb runs")
     return 0
@@ -410,11 +410,12 @@ def _model_parser(sub):
 
 # %% ../nbs/90_cli.ipynb #9c35419b
 _LORA_FORMATS = ('comfy', 'musubi', 'diffusers', 'peft')  # wan_nb.lora_io.FORMATS, without importing torch
+_LORA_DTYPES = ('fp32', 'bf16', 'fp16')  # wan_nb.lora_io.SAVE_DTYPES, likewise
 
-def _convert_command(src: Path, dst: Path, to: str = 'comfy', as_json: bool = False) -> int:
-    "Rewrite the LoRA `src` in key family `to` as `dst`."
+def _convert_command(src: Path, dst: Path, to: str = 'comfy', as_json: bool = False, dtype: str | None = None) -> int:
+    "Rewrite the LoRA `src` in key family `to` (and precision `dtype`, if given) as `dst`."
     from wan_nb.lora_io import convert_lora
-    try: summary = convert_lora(src, dst, to=to)
+    try: summary = convert_lora(src, dst, to=to, dtype=dtype)
     except (ValueError, FileNotFoundError) as e: return _error(e, _USAGE)
     print(json.dumps(summary, indent=1, default=str) if as_json else f"convert: wrote {dst}")
     return 0
@@ -422,12 +423,13 @@ def _convert_command(src: Path, dst: Path, to: str = 'comfy', as_json: bool = Fa
 # %% ../nbs/90_cli.ipynb #31b9408b
 @_subcommand
 def _convert_parser(sub):
-    p = sub.add_parser('convert', help='rewrite a LoRA in another key family (comfy, musubi, ...)')
+    p = sub.add_parser('convert', help='rewrite a LoRA in another key family (comfy, musubi, ...) or precision')
     p.add_argument('input', type=Path, help='a .safetensors LoRA or a peft adapter directory')
     p.add_argument('-o', '--output', type=Path, required=True)
     p.add_argument('--to', choices=_LORA_FORMATS, default='comfy')
+    p.add_argument('--dtype', choices=_LORA_DTYPES, help="the factors' precision (default: the input's)")
     p.add_argument('--json', action='store_true', help='print the summary as JSON')
-    p.set_defaults(handler=lambda a: _convert_command(a.input, a.output, a.to, a.json))
+    p.set_defaults(handler=lambda a: _convert_command(a.input, a.output, a.to, a.json, a.dtype))
 
 # %% ../nbs/90_cli.ipynb #8cb07d50
 def _slider_command(a: Path, b: Path, out: Path, to: str = 'comfy', analyze: Path | None = None,
@@ -581,12 +583,13 @@ def _evaluate_parser(sub):
 def _report_job(job: dict) -> int:
     "Print a job's run id, status, executed notebook (and LoRA); 0 if it FINISHED, else 1 (130/143 after a signal)."
     from mlflow import MlflowClient
-    from wan_nb.tracking import tracking_uri
+    from wan_nb.tracking import run_files, tracking_uri
     print(f"run {job['run_id']}: {job['status']}\nexecuted notebook: {job['notebook']}")
     tags = MlflowClient(tracking_uri()).get_run(job['run_id']).data.tags if job.get('run_id') else {}
-    if 'wan_nb.lora' in tags: print(f"LoRA: {tags['wan_nb.lora']}")
+    if 'wan_nb.lora' in tags: print(f"LoRA: {', '.join(map(str, run_files(tags, 'wan_nb.lora')))}")
     if job['status'] == 'FINISHED': return 0
-    if 'wan_nb.checkpoint' in tags: print(f"to continue: the same command with -p resume {tags['wan_nb.checkpoint']}")
+    if 'wan_nb.checkpoint' in tags:
+        print(f"to continue: the same command with -p resume {run_files(tags, 'wan_nb.checkpoint')[0]}")
     code = 128 + signal.Signals[job['signal']] if job.get('signal') else _FAILED  # 130 / 143 after Ctrl-C / SIGTERM
     return _error(f"{job['error']}; the executed notebook shows where: {job['notebook']}", code)
 

@@ -5,7 +5,7 @@
 # %% ../nbs/16_jobs.ipynb #a7e42273
 from __future__ import annotations
 from .core import repo_root  # first: it quiets a bitsandbytes import warning
-import concurrent.futures, itertools, json, os, shutil, signal, sys, tempfile, threading
+import concurrent.futures, itertools, json, os, shutil, signal, sys, tempfile, threading, warnings
 from pathlib import Path
 
 import mlflow
@@ -15,12 +15,14 @@ from jupyter_client.manager import AsyncKernelManager
 from mlflow import MlflowClient
 from papermill.exceptions import PapermillExecutionError
 
-from .tracking import log_record, run_record, setup_tracking, tracking_uri
+from .train import split_strength
+from .tracking import log_record, recorded_path, run_record, setup_tracking, tracking_uri
 
 # %% auto #0
-__all__ = ['notebook_path', 'check_params', 'JobInterrupted', 'run_job', 'rerun', 'grid_combinations', 'format_sweep', 'sweep',
-           'parse_param', 'collect_params', 'parse_grid', 'job_path', 'job_inputs', 'demo_variant_paths', 'run_folder',
-           'job_run_config', 'scratch_for_test', 'end_scratch_for_test', 'plot_loss_curves', 'job_run', 'end_job_run']
+__all__ = ['notebook_path', 'check_params', 'recorded_params', 'JobInterrupted', 'run_job', 'rerun', 'grid_combinations',
+           'format_sweep', 'sweep', 'parse_param', 'collect_params', 'parse_grid', 'job_path', 'job_inputs',
+           'demo_variant_paths', 'run_folder', 'job_run_config', 'scratch_for_test', 'end_scratch_for_test',
+           'plot_loss_curves', 'job_run', 'end_job_run']
 
 # %% ../nbs/16_jobs.ipynb #278c8f59
 def notebook_path(notebook: str | Path) -> Path:
@@ -63,17 +65,12 @@ def _kernel_manager(env: dict[str, str], on_start=None) -> type:
             if on_start: on_start(self.provisioner.pgid or self.provisioner.pid)
     return EnvKernelManager
 
-# %% ../nbs/16_jobs.ipynb #84ac16f8
-def _rel(p: Path) -> str:
-    "`p` relative to the repository root if it is inside it, else absolute."
-    try: return str(Path(p).resolve().relative_to(repo_root()))
-    except ValueError: return str(Path(p).resolve())
-
 # %% ../nbs/16_jobs.ipynb #6b505187
 def _run_tags(nb: Path, parent_run_id: str | None, tags: dict | None) -> dict:
-    "A job run's tags: its notebook, its sweep's parent run if any, then `tags`."
+    "A job run's tags: its notebook (also as MLflow's source), its sweep's parent run if any, then `tags`."
     parent = {'mlflow.parentRunId': parent_run_id} if parent_run_id else {}
-    return {'wan_nb.notebook': _rel(nb), **parent, **(tags or {})}
+    source = {'mlflow.source.name': recorded_path(nb), 'mlflow.source.type': 'NOTEBOOK'}  # the UI's Source
+    return {'wan_nb.notebook': recorded_path(nb), **source, **parent, **(tags or {})}
 
 # %% ../nbs/16_jobs.ipynb #457bc922
 def _error(e: BaseException) -> str:
@@ -84,9 +81,19 @@ def _error(e: BaseException) -> str:
                 "the executed notebook shows the last cell that started")
     return f"{type(e).__name__}: {e}"
 
+# %% ../nbs/16_jobs.ipynb #5442551f
+def recorded_params(params: dict) -> dict:
+    "`params` with each absolute path (or `PATH:strength`) inside the repository made relative to it (`recorded_path`)."
+    def recorded(v):
+        if not isinstance(v, str): return v
+        path, strength = split_strength(v)
+        return recorded_path(path) + strength if os.path.isabs(path) else v
+    return {k: recorded(v) for k, v in params.items()}
+
 # %% ../nbs/16_jobs.ipynb #0e73dc69
 def _log_params(client: MlflowClient, run_id: str, params: dict):
-    "`params` as MLflow params and as `params.json`, and the run record."
+    "`params` (paths as `recorded_params` gives them) as MLflow params and as `params.json`, and the run record."
+    params = recorded_params(params)
     client.log_batch(run_id, params=[mlflow.entities.Param(k, str(v)[:6000]) for k, v in params.items()])
     client.log_dict(run_id, params, 'params.json')
     log_record(run_record(), run_id=run_id)
@@ -103,11 +110,25 @@ def _execute(nb: Path, out: Path, params: dict, env: dict[str, str], on_start=No
                         kernel_manager_class=_kernel_manager(env, on_start),
                         extra_arguments=['--IPKernelApp.log_level=ERROR'])  # no warning about local TCP
 
+# %% ../nbs/16_jobs.ipynb #3c063362
+def _notebook_html(out: Path) -> Path | None:
+    "The executed notebook `out` as HTML beside it (nbconvert, nothing run again); None, with a warning, if it fails."
+    from nbconvert import HTMLExporter
+    try: html, _ = HTMLExporter().from_filename(str(out))
+    except Exception as e:  # the .ipynb is logged either way
+        warnings.warn(f"{out}: not converted to HTML ({type(e).__name__}: {e}); the run has the .ipynb.")
+        return None
+    path = out.with_suffix('.html')
+    path.write_text(html, encoding='utf-8')
+    return path
+
 # %% ../nbs/16_jobs.ipynb #0546307b
 def _end_run(client: MlflowClient, run_id: str, out: Path, status: str, error: str | None):
-    "Close a job's run: the error tag, the executed notebook `out` as an artifact if it exists, the status."
+    "Close a job's run: the error tag, the executed notebook `out` (.ipynb and .html) as artifacts if it exists, the status."
     if error: client.set_tag(run_id, 'wan_nb.error', error[:5000])
-    if out.is_file(): client.log_artifact(run_id, str(out), 'notebooks')
+    if out.is_file():
+        client.log_artifact(run_id, str(out), 'notebooks')
+        if html := _notebook_html(out): client.log_artifact(run_id, str(html), 'notebooks')
     client.set_terminated(run_id, status)
 
 # %% ../nbs/16_jobs.ipynb #2b11f5cd
@@ -157,7 +178,7 @@ def run_job(notebook: str | Path,  # job notebook with a cell tagged `parameters
     status, error, forward = 'FAILED', None, _SignalForwarder()
     try:
         _log_params(client, run_id, params)
-        client.set_tag(run_id, 'wan_nb.output_notebook', str(out))
+        client.set_tag(run_id, 'wan_nb.output_notebook', recorded_path(out))
         env = {'MLFLOW_RUN_ID': run_id, 'MLFLOW_TRACKING_URI': uri, 'MLFLOW_EXPERIMENT_ID': experiment_id}
         with forward: _execute(nb, out, params, env, forward.kernel_started)
         status = 'FINISHED'
@@ -258,7 +279,7 @@ def sweep(notebook: str | Path,
     if parallel < 1: raise ValueError(f"parallel = {parallel}: run at least 1 job at a time.")
     experiment_id = setup_tracking(experiment)  # before the threads: a new store written in parallel crashes
     client, name = MlflowClient(tracking_uri()), name or f'{nb.stem}-sweep'
-    parent_tags = {'wan_nb.notebook': _rel(nb), 'wan_nb.sweep': 'parent'}
+    parent_tags = {'wan_nb.notebook': recorded_path(nb), 'wan_nb.sweep': 'parent'}
     parent = client.create_run(experiment_id, run_name=name, tags=parent_tags).info.run_id
     client.log_dict(parent, dict(grid=grid, base_params=base), 'sweep.json')
     def child(combo): return _child_row(client, nb, combo, base, name, experiment, parent, out_dir)
@@ -366,10 +387,14 @@ def job_run_config(namespace: dict):
     import dataclasses
     from wan_nb.train import RunConfig, load_run_config
     values = {f.name: namespace[f.name] for f in dataclasses.fields(RunConfig) if f.name in namespace}
-    path_fields = ('model', 'model_2', 'vae', 'text_encoder', 'tokenizer', 'dataset', 'sample_prompts')
+    path_fields = ('model', 'model_2', 'vae', 'text_encoder', 'tokenizer', 'image_encoder', 'dataset',
+                   'sample_prompts', 'init_lora')
     variant = namespace.get('variant', 't2v')  # the training job's own parameter: which demo
     paths = demo_variant_paths({k: values[k] for k in path_fields if k in values}, variant)
     values.update(job_inputs(variant, **paths))
+    if values.get('preview_extra_lora'):  # PATH:strength: the path part
+        path, strength = split_strength(values['preview_extra_lora'])
+        values['preview_extra_lora'] = job_path(path) + strength
     out = run_folder(values.get('output_dir'), values.get('name', 'lora'), os.environ.get('MLFLOW_RUN_ID'))
     values['output_dir'] = str(out)
     cfg = load_run_config(overrides={k: v for k, v in values.items() if v is not None})
@@ -446,7 +471,7 @@ def _log_new_params(run_id: str, params: dict) -> list[str]:
     "Log those of `params` that the run does not have yet (the orchestrator logged its own); their names."
     client = MlflowClient(tracking_uri())
     logged = client.get_run(run_id).data.params
-    new = [mlflow.entities.Param(k, str(v)[:6000]) for k, v in params.items() if k not in logged]
+    new = [mlflow.entities.Param(k, str(v)[:6000]) for k, v in recorded_params(params).items() if k not in logged]
     if new: client.log_batch(run_id, params=new)
     return [p.key for p in new]
 

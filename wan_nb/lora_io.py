@@ -16,10 +16,10 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 # %% auto #0
-__all__ = ['WAN_TO_DIFFUSERS', 'DIFFUSERS_TO_WAN', 'T2V_MODULES', 'TARGET_PRESETS', 'FORMATS', 'PADDED_KEY', 'split_block',
-           'diffusers_name', 'wan_name', 'target_pattern', 'parse_blocks', 'LoraModule', 'Lora', 'random_lora',
-           'wan_shapes', 'lora_keys', 'lora_from_state_dict', 'lora_state_dict', 'write_lora', 'read_lora',
-           'lora_from_peft_model', 'merge_lora', 'convert_lora']
+__all__ = ['WAN_TO_DIFFUSERS', 'DIFFUSERS_TO_WAN', 'T2V_MODULES', 'TARGET_PRESETS', 'FORMATS', 'PADDED_KEY', 'DTYPE_KEY',
+           'SAVE_DTYPES', 'split_block', 'diffusers_name', 'wan_name', 'target_pattern', 'parse_blocks', 'LoraModule',
+           'Lora', 'random_lora', 'wan_shapes', 'lora_keys', 'lora_from_state_dict', 'lora_state_dict', 'write_lora',
+           'read_lora', 'lora_from_peft_model', 'merge_lora', 'convert_lora', 'plan_metadata']
 
 # %% ../nbs/07_lora_io.ipynb #5e5eeb42
 WAN_TO_DIFFUSERS = {
@@ -286,7 +286,8 @@ def _module(name: str, p: dict[str, torch.Tensor], source: str) -> LoraModule:
 # %% ../nbs/07_lora_io.ipynb #68ffaa7e
 _DIFFUSERS_METADATA_KEY = 'lora_adapter_metadata'  # diffusers' LoraConfig in the safetensors header
 PADDED_KEY = 'wan_nb.padded_modules'
-_OWN_KEYS = ('format', _DIFFUSERS_METADATA_KEY)    # header fields the writer sets, not carried over
+DTYPE_KEY = 'wan_nb.dtype'  # the factors' precision (bf16, fp32, ...), written from the tensors themselves
+_OWN_KEYS = ('format', _DIFFUSERS_METADATA_KEY, DTYPE_KEY)  # header fields the writer sets, not carried over
 
 # %% ../nbs/07_lora_io.ipynb #727da1a2
 def _order(name: str):
@@ -379,10 +380,38 @@ def _module_tensors(m: LoraModule, to: str) -> dict[str, torch.Tensor]:
         tensors[kalpha] = torch.tensor(alpha, dtype=torch.float32)
     return tensors
 
+# %% ../nbs/07_lora_io.ipynb #ee909918
+SAVE_DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}  # the precisions files are written in
+_DTYPE_NAMES = {t: name for name, t in SAVE_DTYPES.items()}
+
+# %% ../nbs/07_lora_io.ipynb #46c9f911
+@patch
+def dtype_name(self: Lora) -> str:
+    "The factors' precision as the header records it: 'bf16', or e.g. 'bf16/fp32' for a mix."
+    dtypes = {t for m in self.modules.values() for t in (m.A.dtype, m.B.dtype)}
+    return '/'.join(sorted(_DTYPE_NAMES.get(t, str(t).removeprefix('torch.')) for t in dtypes))
+
+# %% ../nbs/07_lora_io.ipynb #3462a3cb
+_FP16_MAX = torch.finfo(torch.float16).max
+
+@patch
+def astype(self: Lora, dtype: str) -> Lora:
+    "A copy with the factors in `dtype` (fp32, bf16 or fp16); alphas, metadata and source unchanged."
+    if dtype not in SAVE_DTYPES:
+        raise ValueError(f"{self.source}: dtype = {dtype!r}; choose one of {', '.join(SAVE_DTYPES)}.")
+    if dtype == 'fp16':
+        peak, name = max((float(t.abs().max()), m.name) for m in self.modules.values() for t in (m.A, m.B))
+        if peak > _FP16_MAX:
+            raise ValueError(f"{self.source}: module {name} holds {peak:.4g}, beyond fp16's range (+-{_FP16_MAX:.0f}); "
+                             "save it as bf16 or fp32.")
+    t = SAVE_DTYPES[dtype]
+    mods = {n: LoraModule(n, m.A.to(t), m.B.to(t), m.alpha) for n, m in self.modules.items()}
+    return Lora(mods, dict(self.metadata), self.source)
+
 # %% ../nbs/07_lora_io.ipynb #679c78e3
 def lora_state_dict(lora: Lora, to: str = 'comfy') -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     "The tensors and safetensors header of `lora` in key family `to` (comfy, musubi, diffusers or peft)."
-    header = {**lora.metadata, 'format': 'pt'}
+    header = {**lora.metadata, 'format': 'pt', DTYPE_KEY: lora.dtype_name()}
     mods = dict(lora.modules)
     if to == 'musubi':
         pad = _musubi_padding(lora)
@@ -398,13 +427,15 @@ def lora_state_dict(lora: Lora, to: str = 'comfy') -> tuple[dict[str, torch.Tens
 _PEFT_WEIGHTS, _PEFT_CONFIG = 'adapter_model.safetensors', 'adapter_config.json'
 
 # %% ../nbs/07_lora_io.ipynb #002e2c1a
-def write_lora(lora: Lora, path: Path, to: str = 'comfy') -> Path:
+def write_lora(lora: Lora, path: Path, to: str = 'comfy',
+               dtype: str | None = None,  # fp32 | bf16 | fp16; None: the factors' own
+              ) -> Path:
     "Write `lora` to `path` in key family `to`: a .safetensors file, or for `peft` an adapter directory."
     path = Path(path)
     if to != 'peft' and path.suffix != '.safetensors':
         raise ValueError(f"{path}: LoRA files are written as .safetensors; "
                          f"name the output e.g. {path.with_suffix('.safetensors').name}.")
-    tensors, header = lora_state_dict(lora, to)
+    tensors, header = lora_state_dict(lora if dtype is None else lora.astype(dtype), to)
     with atomic_path(path) as tmp:
         if to == 'peft':
             tmp.mkdir()
@@ -472,10 +503,64 @@ def merge_lora(transformer: torch.nn.Module, lora: Lora, strength: float = 1.0) 
     return transformer
 
 # %% ../nbs/07_lora_io.ipynb #7d968317
-def convert_lora(src: Path, dst: Path, to: str = 'comfy') -> dict:
+def convert_lora(src: Path, dst: Path, to: str = 'comfy',
+                 dtype: str | None = None,  # fp32 | bf16 | fp16; None: keep the file's
+                ) -> dict:
     "Read the LoRA at `src` (any family) and write it to `dst` in family `to`; returns a summary."
     if to not in FORMATS: raise ValueError(f"Unknown LoRA format {to!r}; choose from {FORMATS}.")
     lora = read_lora(src)
-    write_lora(lora, dst, to)
-    return dict(source=str(src), output=str(dst), to=to, modules=len(lora.modules), blocks=lora.blocks,
-                ranks={str(r): n for r, n in sorted(lora.ranks.items())}, metadata=sorted(lora.metadata))
+    write_lora(lora, dst, to, dtype)
+    return dict(source=str(src), output=str(dst), to=to, dtype=dtype or lora.dtype_name(), modules=len(lora.modules),
+                blocks=lora.blocks, ranks={str(r): n for r, n in sorted(lora.ranks.items())},
+                metadata=sorted(lora.metadata))
+
+# %% ../nbs/07_lora_io.ipynb #89da815c
+def _dataset_names(specs: list) -> dict[int, str]:
+    "Each dataset's name in kohya's per-folder fields: its folder's (or JSONL file's) name, made unique."
+    names = {}
+    for s in specs:
+        name = Path(s.source_as_written).name
+        names[s.index] = name if name not in names.values() else f'{name}#{s.index}'
+    return names
+
+# %% ../nbs/07_lora_io.ipynb #cea58db7
+def _dataset_record(spec, items: list) -> dict:
+    "One training dataset as `ss_datasets` lists it (musubi's fields) with its trigger and counts."
+    rec = dict(kind=spec.kind, resolution=list(spec.resolution), batch_size_per_device=spec.batch_size,
+               num_repeats=spec.num_repeats, enable_bucket=spec.enable_bucket, trigger=spec.trigger,
+               sources=len({i.path for i in items}), items=len(items))
+    if spec.kind == 'video': rec.update(frame_extraction=spec.frame_extraction, target_frames=list(spec.target_frames))
+    return rec
+
+# %% ../nbs/07_lora_io.ipynb #71bddd88
+def plan_metadata(plan: 'DatasetPlan') -> dict[str, str]:
+    "Header fields for what `plan`'s training split holds: trigger words, sizes, frame counts, item counts."
+    train = [i for i in plan.items if i.split == 'train']
+    specs = [s for s in plan.datasets if s.split == 'train']
+    names, samples, sizes = _dataset_names(specs), Counter(), Counter()
+    for i in train: samples[i.width, i.height, i.frames] += i.repeats; sizes[i.width, i.height] += i.repeats
+    (w, h), kinds = sizes.most_common(1)[0][0], Counter(i.kind for i in train)
+    tags, dirs, datasets = {}, {}, []
+    for s in specs:
+        items = [i for i in train if i.dataset == s.index]
+        captions = {i.path: i.caption for i in items}  # one per source
+        if s.trigger: tags[names[s.index]] = {s.trigger: sum(s.trigger in c for c in captions.values())}
+        dirs[names[s.index]] = {'n_repeats': s.num_repeats, 'img_count': len(captions)}
+        datasets.append({'name': names[s.index], **_dataset_record(s, items)})
+    buckets = {str(k): {'resolution': [bw, bh], 'frames': f, 'count': n}
+               for k, ((bw, bh, f), n) in enumerate(sorted(samples.items()))}
+    triggers = list(dict.fromkeys(s.trigger for s in specs if s.trigger))
+    return {
+        **({'modelspec.trigger_phrase': ', '.join(triggers), 'ss_tag_frequency': json.dumps(tags)} if triggers else {}),
+        'modelspec.resolution': f'{w}x{h}',
+        'ss_resolution': f'({w}, {h})',
+        'ss_num_train_images': str(sum(i.repeats for i in train)),
+        'ss_dataset_dirs': json.dumps(dirs),
+        'ss_datasets': json.dumps(datasets),
+        'ss_bucket_info': json.dumps({'buckets': buckets}),
+        'wan_nb.resolutions': ', '.join(f'{bw}x{bh}' for (bw, bh), _ in sizes.most_common()),
+        'wan_nb.frame_counts': ', '.join(str(f) for f in sorted({f for _, _, f in samples})),
+        'wan_nb.num_images': str(kinds['image']),
+        'wan_nb.num_video_windows': str(kinds['video']),
+        'wan_nb.num_validation_items': str(len(plan.items) - len(train)),
+    }

@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_plan.ipynb #7a051a7c
 from __future__ import annotations
-import difflib, hashlib, json, math, os, tomllib, unicodedata
+import difflib, hashlib, json, math, os, re, tomllib, unicodedata
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -21,9 +21,10 @@ from .media import (IMAGE_EXTENSIONS, UNREAD_EXTENSIONS, VIDEO_EXTENSIONS, WAN_F
 # %% auto #0
 __all__ = ['COMMON_KEYS', 'IMAGE_KEYS', 'VIDEO_KEYS', 'EXTENSION_KEYS', 'GENERAL_ONLY_KEYS', 'MAX_CAPTION_TOKENS', 'ConfigError',
            'DatasetSpec', 'DatasetConfig', 'load_dataset_config', 'Dropped', 'Source', 'clean_caption', 'read_caption',
-           'is_hidden', 'list_sources', 'Ignored', 'ignored_files', 'PlanItem', 'validation_sources', 'Corrected',
-           'LongCaption', 'caption_tokens', 'DatasetPlan', 'long_captions', 'plan_dataset', 'BucketSummary',
-           'format_table', 'plan_dict', 'write_plan_json', 'plot_plan', 'ClipSuggestion', 'suggest_resolution']
+           'class_caption', 'is_hidden', 'list_sources', 'Ignored', 'ignored_files', 'PlanItem', 'validation_sources',
+           'Corrected', 'LongCaption', 'caption_tokens', 'DatasetPlan', 'long_captions', 'plan_dataset',
+           'BucketSummary', 'format_table', 'plan_dict', 'write_plan_json', 'plot_plan', 'ClipSuggestion',
+           'suggest_resolution']
 
 # %% ../nbs/06_plan.ipynb #23f6ff1f
 COMMON_KEYS = {'resolution': [960, 544], 'caption_extension': '.txt', 'batch_size': 1, 'num_repeats': 1,
@@ -35,7 +36,8 @@ VIDEO_KEYS = {'video_directory': None, 'video_jsonl_file': None, 'cache_director
 
 # %% ../nbs/06_plan.ipynb #c1e27e84
 # wan-nb extensions: allowed in [general] and in any dataset
-EXTENSION_KEYS = {'target_fps': None, 'default_caption': None, 'trigger': None, 'caption_dropout': 0.0}
+EXTENSION_KEYS = {'target_fps': None, 'default_caption': None, 'trigger': None, 'caption_dropout': 0.0,
+                  'preservation_class': None}
 GENERAL_ONLY_KEYS = {'validation_split': 0.0}
 
 # %% ../nbs/06_plan.ipynb #d87f3c58
@@ -70,6 +72,7 @@ class DatasetSpec:
     trigger: str | None = None
     caption_dropout: float = 0.0
     control_directory: Path | None = None  # control images (image-to-video), paired by name stem
+    preservation_class: str | None = None  # DOP: the class word that replaces the trigger in preservation captions
 
     @property
     def resampled(self) -> bool: return bool(self.source_fps or self.target_fps)
@@ -156,6 +159,10 @@ def _check_values(v: dict, where: str, config: Path):
     if not 0 <= v['caption_dropout'] < 1:
         raise ConfigError(f"{config}: {where} caption_dropout = {v['caption_dropout']}; "
                           "use a fraction in [0, 1).")
+    word = v['preservation_class']
+    if word is not None and not (isinstance(word, str) and word.strip()):
+        raise ConfigError(f"{config}: {where} preservation_class = {word!r}; write the class word the trigger stands "
+                          "for, e.g. preservation_class = \"person\".")
 
 # %% ../nbs/06_plan.ipynb #2b5c3fb0
 def _target_frames(v: dict, kind: str, where: str, config: Path, warnings: list) -> tuple[int, ...]:
@@ -193,7 +200,7 @@ def _control_directory(v: dict, key: str, where: str, config: Path) -> Path | No
 # %% ../nbs/06_plan.ipynb #443eb934
 _PLAIN_KEYS = ('caption_extension', 'batch_size', 'num_repeats', 'enable_bucket', 'bucket_no_upscale',
                'frame_extraction', 'frame_stride', 'frame_sample', 'max_frames', 'source_fps', 'target_fps',
-               'default_caption', 'trigger')  # DatasetSpec fields taken as written
+               'default_caption', 'trigger', 'preservation_class')  # DatasetSpec fields taken as written
 
 # %% ../nbs/06_plan.ipynb #aa0179d2
 def _outside_notes(config: Path, where: str, source: Path, cache: Path,
@@ -368,6 +375,15 @@ def _finish_caption(caption: str | None, spec: DatasetSpec, name: str, caption_f
                             "add trigger = \"...\".")
         else: caption = caption.replace('[trigger]', spec.trigger)
     return caption
+
+# %% ../nbs/06_plan.ipynb #8c72952e
+def class_caption(caption: str, spec: DatasetSpec) -> str | None:
+    "DOP's preservation caption: `caption` with its trigger word (`[trigger]`, or the `trigger` value as a whole word) replaced by the dataset's `preservation_class`; None without one."
+    word = spec.preservation_class
+    if word is None: return None
+    text = caption.replace('[trigger]', word)
+    if spec.trigger: text = re.sub(rf'(?<!\w){re.escape(spec.trigger)}(?!\w)', word, text)
+    return text
 
 # %% ../nbs/06_plan.ipynb #89d65bb6
 def _control_images(directory: Path) -> dict[str, list[Path]]:
@@ -598,6 +614,7 @@ class PlanItem:
     path: str  # absolute path of the source file
     control: str | None = None  # absolute path of the control image (image-to-video), if any
     control_content: str | None = None  # content hash of the control image
+    preservation_caption: str | None = None  # DOP: the caption with the trigger replaced by the class word
 
 # %% ../nbs/06_plan.ipynb #3a4c1d6c
 def _rate(spec: DatasetSpec, info) -> str:
@@ -615,7 +632,8 @@ def _plan_source(spec: DatasetSpec, src: Source, info, split: str,
     def item(start, frames):
         return PlanItem(spec.index, src.name, start, frames, bw, bh, split, spec.num_repeats, src.caption,
                         spec.kind, info.content, str(src.path),
-                        *((str(src.control), control.content) if control and start == 0 else (None, None)))
+                        *((str(src.control), control.content) if control and start == 0 else (None, None)),
+                        preservation_caption=class_caption(src.caption, spec))
     if spec.kind == 'image': return [item(0, 1)], []
     n = len(source_frame_indices(info, spec.source_fps, spec.target_fps))
     windows, missed = frame_windows(n, spec.frame_extraction, spec.target_frames, spec.frame_stride,
@@ -686,6 +704,7 @@ def _settings(spec: DatasetSpec, config: Path) -> dict:
          'cache_directory': _relative(spec.cache_directory, config)}
     if spec.control_directory: s['control_directory'] = _relative(spec.control_directory, config)
     else: del s['control_directory']  # datasets without control images keep their fingerprints
+    if spec.preservation_class is None: del s['preservation_class']  # and those without DOP captions
     return s
 
 # %% ../nbs/06_plan.ipynb #23ed7026
@@ -794,6 +813,22 @@ def long_captions(probed: list[tuple], tokenizer) -> list[LongCaption] | None:
         if n > MAX_CAPTION_TOKENS: found.append(LongCaption(spec.index, src.name, n, cut))
     return found
 
+# %% ../nbs/06_plan.ipynb #32691d21
+def _preservation_notes(items: list[PlanItem], specs: list[DatasetSpec]) -> list[str]:
+    "A note per dataset with a `preservation_class` whose captions have no trigger word for it to replace."
+    notes = []
+    for s in specs:
+        if s.preservation_class is None: continue
+        same = {i.source: i.caption == i.preservation_caption for i in items if i.dataset == s.index}
+        if not (missing := [k for k, v in same.items() if v]): continue
+        words = "[trigger]" + (f" or {s.trigger!r}" if s.trigger else "")
+        shown = ', '.join(missing[:3]) + (f' and {len(missing) - 3} more' if len(missing) > 3 else '')
+        notes.append(f"dataset {s.index}: {len(missing)} of {len(same)} source(s) have no trigger word ({words}) in their "
+                     f"caption for preservation_class = {s.preservation_class!r} to replace ({shown}): their preservation "
+                     "caption is the caption itself, so DOP holds the LoRA to the base model on what it should learn "
+                     "there. Add the trigger word to those captions, or set trigger = \"...\" to the word they use.")
+    return notes
+
 # %% ../nbs/06_plan.ipynb #7df73387
 def plan_dataset(config: Path | DatasetConfig, probes: ProbeCache | None = None, progress: bool = True,
                  tokenizer=None,  # the model's UMT5 tokenizer, to list captions over 512 tokens
@@ -806,7 +841,7 @@ def plan_dataset(config: Path | DatasetConfig, probes: ProbeCache | None = None,
     held_out = validation_sources(train_contents, cfg.validation_split)
     items, item_drops = _plan_items(probed, held_out)
     dropped += item_drops
-    warnings += _aspect_notes(probed, items, cfg.path)
+    warnings += _aspect_notes(probed, items, cfg.path) + _preservation_notes(items, cfg.datasets)
     if cfg.validation_split and not held_out:
         warnings.append(f"{cfg.path}: validation_split {cfg.validation_split} held out no source "
                         "(fewer than 2 sources); use [[val_datasets]] instead.")
@@ -890,6 +925,14 @@ def _caption_part(plan: DatasetPlan) -> str | None:
     return _listed(f'Captions over {MAX_CAPTION_TOKENS} tokens (the text encoder never reads the rest)',
                    ['dataset', 'source', 'tokens', 'cut off'], rows) if rows else None
 
+# %% ../nbs/06_plan.ipynb #079f5db6
+def _preservation_part(plan: DatasetPlan) -> str | None:
+    "Each source's preservation caption (DOP), or None when no dataset has a `preservation_class`."
+    rows = {(i.dataset, i.source): [i.dataset, i.source, i.caption, i.preservation_caption]
+            for i in plan.items if i.preservation_caption is not None}
+    return _listed('Preservation captions (DOP: the base model\'s prediction on them is the LoRA\'s prior)',
+                   ['dataset', 'source', 'caption', 'preservation caption'], list(rows.values())) if rows else None
+
 # %% ../nbs/06_plan.ipynb #e246acd3
 @patch
 def _repr_markdown_(self: DatasetPlan) -> str:
@@ -905,6 +948,7 @@ def _repr_markdown_(self: DatasetPlan) -> str:
         parts.append(_listed('Corrected (so that each source trains as its author sees it)',
                              ['dataset', 'source', 'correction'], fixes))
     if captions := _caption_part(self): parts.append(captions)
+    if preservation := _preservation_part(self): parts.append(preservation)
     if self.warnings: parts.append('**Warnings**\n\n' + '\n'.join(f'- {w}' for w in self.warnings))
     return '\n\n'.join(parts)
 
@@ -914,7 +958,8 @@ def __str__(self: DatasetPlan) -> str: return self._repr_markdown_()
 
 # %% ../nbs/06_plan.ipynb #0fe2b223
 _ITEM_KEYS = ('dataset', 'source', 'start', 'frames', 'width', 'height', 'split', 'repeats', 'caption',
-              'kind', 'content', 'path', 'control', 'control_content')
+              'kind', 'content', 'path', 'control', 'control_content',
+              'preservation_caption')
 
 # %% ../nbs/06_plan.ipynb #a602e41a
 def plan_dict(plan: DatasetPlan) -> dict:

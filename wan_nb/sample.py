@@ -12,22 +12,24 @@ from pathlib import Path
 from .core import atomic_path  # first: it quiets a bitsandbytes import warning
 import numpy as np
 import torch
+import torch.nn.functional as F
 from diffusers import UniPCMultistepScheduler, WanTransformer3DModel
 from fastcore.basics import patch
 from PIL import Image
 
 # %% auto #0
-__all__ = ['PromptSpec', 'PromptFileError', 'parse_prompt_line', 'parse_prompt_file', 'check_prompts', 'preview_components',
-           'base_expert', 'generate_preview', 'frame_strip', 'write_preview', 'PreviewCallback', 'strength_previews',
+__all__ = ['WAN_NEGATIVE_PROMPT', 'PromptSpec', 'PromptFileError', 'parse_prompt_line', 'parse_prompt_file', 'check_prompts',
+           'preview_components', 'base_expert', 'parse_extra_lora', 'read_extra_lora', 'stacked_lora',
+           'generate_preview', 'frame_strip', 'write_preview', 'PreviewCallback', 'strength_previews',
            'plot_strength_grid']
 
 # %% ../nbs/14_sample.ipynb #48a58071
 from .demo_data import write_clip
-from .lora_io import Lora, merge_lora
+from .lora_io import Lora, LoraModule, _lora_layer, merge_lora, read_lora
 from .models import (ModelSource, WanComponents, identify_model, load_wan, model_source, model_task,
                            wan_pipeline)
 from .media import read_frames
-from .train import Callback
+from .train import Callback, due, split_strength
 
 # %% ../nbs/14_sample.ipynb #5be2fd08
 @dataclass(frozen=True)
@@ -39,11 +41,17 @@ class PromptSpec:
     frames: int = 33
     seed: int = 42
     steps: int = 20
-    guidance: float = 5.0  # CFG scale; 1.0 or less turns CFG off (one transformer pass per step, not two)
-    negative_prompt: str = ''
+    guidance: float = 5.0  # CFG scale (Wan 2.2 A14B: the high-noise expert's); 1.0 or less turns CFG off (one pass per step)
+    negative_prompt: str | None = None  # None: the run's default, `WAN_NEGATIVE_PROMPT` unless it sets another
     flow_shift: float | None = None  # None: the model scheduler's (3.0 in the Hub checkpoints; 5.0 suits 720p)
     image: str | None = None  # image-to-video start image (`--i`), an absolute path; None: text-to-video
+    guidance_2: float | None = None  # Wan 2.2 A14B: the low-noise expert's CFG scale (`--l2`); None: `guidance`
     where: str = field(default='<prompt>', compare=False, repr=False)  # the prompt file and line, for messages
+
+# %% ../nbs/14_sample.ipynb #f30016ed
+WAN_NEGATIVE_PROMPT = ('色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，'
+                       'JPEG压缩残留，丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，'
+                       '形态畸形的肢体，手指融合，静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走')
 
 # %% ../nbs/14_sample.ipynb #1d24173d
 _OPTIONS = {
@@ -56,15 +64,17 @@ _OPTIONS = {
     'n': 'negative_prompt',
     'fs': 'flow_shift',
     'i': 'image',
+    'l2': 'guidance_2',
 }
-_KINDS = {'guidance': float, 'flow_shift': float, 'negative_prompt': str, 'image': str}  # the rest are integers
-_EXAMPLES = dict(width=512, height=288, frames=33, seed=42, steps=20, guidance=5.0,
+_KINDS = {'guidance': float, 'guidance_2': float, 'flow_shift': float, 'negative_prompt': str, 'image': str}  # the rest: int
+_EXAMPLES = dict(width=512, height=288, frames=33, seed=42, steps=20, guidance=5.0, guidance_2=3.0,
                  negative_prompt='blurry, static', flow_shift=3.0, image='path/to/image.png')
-_MINIMA = {'width': 16, 'height': 16, 'frames': 1, 'seed': 0, 'steps': 1, 'guidance': 0.0, 'flow_shift': 0.01}
+_MINIMA = {'width': 16, 'height': 16, 'frames': 1, 'seed': 0, 'steps': 1, 'guidance': 0.0, 'guidance_2': 0.0,
+           'flow_shift': 0.01}
 
 # %% ../nbs/14_sample.ipynb #b160814c
 _IGNORED = {'g': "embedded guidance, which Wan does not have (musubi-tuner ignores it too); "
-                 "--l sets the CFG scale"}
+                 "--l sets the CFG scale (--l2: the Wan 2.2 low-noise expert's)"}
 _UNSUPPORTED = {
     'ei': 'an end image',
     'cn': 'a control video',
@@ -143,6 +153,15 @@ def _image_path(text: str, folder: Path, where: str) -> str:
         raise PromptFileError(f"{where}: --i {text}: {path} is not an image ({e}); give a PNG or JPEG.") from None
     return str(path)
 
+# %% ../nbs/14_sample.ipynb #d23d51c9
+def _check_guidance(spec: PromptSpec) -> PromptSpec:
+    "`spec`, unless its `--l2` asks for CFG that the pipeline would skip because `--l` turns CFG off."
+    if spec.guidance_2 is not None and spec.guidance_2 > 1 >= spec.guidance:
+        raise PromptFileError(f"{spec.where}: --l2 {spec.guidance_2:g} asks for CFG on the low-noise expert, but "
+                              f"--l {spec.guidance:g} turns CFG off for the whole preview (the negative pass runs only "
+                              "when --l is above 1). Raise --l above 1, or drop --l2.")
+    return spec
+
 # %% ../nbs/14_sample.ipynb #069f802b
 def parse_prompt_line(line: str,
                       where: str = '<prompt>',  # file:line, for error messages
@@ -165,7 +184,7 @@ def parse_prompt_line(line: str,
         values[field] = value
     if 'image' in values:
         values['image'] = _image_path(values['image'], folder, where)
-    return _fit(PromptSpec(prompt.strip(), **values, where=where), where)
+    return _check_guidance(_fit(PromptSpec(prompt.strip(), **values, where=where), where))
 
 # %% ../nbs/14_sample.ipynb #8b6c93b3
 def parse_prompt_file(path: Path) -> list[PromptSpec]:
@@ -186,8 +205,9 @@ def parse_prompt_file(path: Path) -> list[PromptSpec]:
 def check_prompts(specs: list[PromptSpec],
                   task: str,  # the model's: 't2v', 'i2v' or 'ti2v' (`identify_model(...).task`)
                   model='the model',  # named in messages
+                  boundary_ratio: float | None = None,  # Wan 2.2 A14B's expert hand-over; None: one transformer
                  ) -> list[PromptSpec]:
-    "`specs`, if a model of `task` can preview each: I2V models need `--i` on every line, T2V models take none."
+    "`specs`, if the model can preview each: I2V needs `--i` on every line, T2V takes none, `--l2` needs two experts."
     for s in specs:
         if task == 'i2v' and s.image is None:
             raise PromptFileError(f"{s.where}: {model} is an image-to-video model, so its previews start from an "
@@ -196,6 +216,9 @@ def check_prompts(specs: list[PromptSpec],
         if task == 't2v' and s.image is not None:
             raise PromptFileError(f"{s.where}: --i {s.image}: {model} is a text-to-video model, which takes no "
                                   "start image. Remove --i from the line, or train an image-to-video model.")
+        if boundary_ratio is None and s.guidance_2 is not None:
+            raise PromptFileError(f"{s.where}: --l2 {s.guidance_2:g} is the CFG scale of Wan 2.2 A14B's low-noise "
+                                  f"expert, but {model} has one transformer. Remove --l2 (--l sets its CFG scale).")
     return specs
 
 # %% ../nbs/14_sample.ipynb #4ce00361
@@ -292,14 +315,59 @@ def _pipe_kwargs(spec: PromptSpec) -> dict:
     image = {} if spec.image is None else dict(image=_start_image(spec.image, (spec.width, spec.height)))
     return dict(**image,
                 prompt=spec.prompt,
-                negative_prompt=spec.negative_prompt,
+                negative_prompt=WAN_NEGATIVE_PROMPT if spec.negative_prompt is None else spec.negative_prompt,
                 height=spec.height,
                 width=spec.width,
                 num_frames=spec.frames,
                 num_inference_steps=spec.steps,
                 guidance_scale=spec.guidance,
+                guidance_scale_2=spec.guidance_2,  # None: guidance_scale's (Wan 2.2 A14B)
                 generator=torch.Generator().manual_seed(spec.seed),
                 output_type='np')
+
+# %% ../nbs/14_sample.ipynb #45f3bf48
+def parse_extra_lora(text: str) -> tuple[Path, float]:
+    "(path, strength) of `preview_extra_lora`: 'PATH' or 'PATH:strength' (strength 1.0 when not given)."
+    path, strength = split_strength(text)
+    return Path(path).expanduser(), float(strength[1:]) if strength else 1.0
+
+# %% ../nbs/14_sample.ipynb #9863e785
+def read_extra_lora(text: str) -> tuple[Lora, float]:
+    "The LoRA and strength of `preview_extra_lora = text`; a missing or unreadable file is refused."
+    path, strength = parse_extra_lora(text)
+    if not path.exists():
+        raise FileNotFoundError(f"preview_extra_lora = {text!r}: no such LoRA file {path.absolute()}; give a LoRA "
+                                "wan-nb reads (.safetensors or a peft folder), with an optional :strength, e.g. "
+                                "'loras/lightx2v.safetensors:1.0'.")
+    return read_lora(path), strength
+
+# %% ../nbs/14_sample.ipynb #cde1f70b
+def _lora_layers(transformers: list, lora: Lora) -> list[tuple[torch.nn.Module, LoraModule]]:
+    "(layer, module) of each module of `lora` in each transformer (None skipped); a missing layer or shape is refused."
+    return [(_lora_layer(t, name, m, lora.source), m) for t in transformers if t is not None
+            for name, m in lora.modules.items()]
+
+# %% ../nbs/14_sample.ipynb #63c897d3
+def _lora_hook(m: LoraModule, strength: float, device: torch.device):
+    "A forward hook that adds `strength` x module `m`'s update to its layer's output."
+    A, B, scale = m.A.to(device), m.B.to(device), strength * m.scale
+    def hook(layer, args, out):
+        x = args[0]
+        return out + (scale * F.linear(F.linear(x, A.to(x.dtype)), B.to(x.dtype))).to(out.dtype)
+    return hook
+
+# %% ../nbs/14_sample.ipynb #dbc0e38b
+@contextmanager
+def stacked_lora(transformers: list,  # e.g. [high, low]; None entries are skipped
+                 lora: Lora | None,  # None: nothing is stacked
+                 strength: float = 1.0,
+                 device: str | torch.device = 'cpu'):  # where the factors wait while it is stacked
+    "Inside: `lora` at `strength` on top of `transformers`' layers (forward hooks); after: the hooks are gone."
+    pairs = [] if lora is None else _lora_layers(transformers, lora)  # every layer checked before any hook
+    hooks = [layer.register_forward_hook(_lora_hook(m, strength, torch.device(device))) for layer, m in pairs]
+    try: yield
+    finally:
+        for h in hooks: h.remove()
 
 # %% ../nbs/14_sample.ipynb #d462cf58
 def generate_preview(transformer: WanTransformer3DModel | None,  # the model being trained, LoRA applied
@@ -309,17 +377,19 @@ def generate_preview(transformer: WanTransformer3DModel | None,  # the model bei
                      dtype: torch.dtype | None = None,  # text encoder dtype; None: the trained transformer's
                      transformer_2: WanTransformer3DModel | None = None,  # Wan 2.2 low-noise expert
                      offload: bool = True,  # move VAE, encoders (and base experts) back to the CPU after
+                     extra_lora: Lora | None = None,  # stacked on every expert for this preview only
+                     extra_strength: float = 1.0,  # `extra_lora`'s strength
                     ) -> torch.Tensor:
     "Frames (T, H, W, 3) uint8 of `spec` (from its `--i` image for I2V); a missing Wan 2.2 expert is the base one."
     trained = _trained(transformer, transformer_2, model)
     model = model_source(model)
-    check_prompts([spec], model_task(trained.config), model.model)
     device = torch.device(device) if device is not None else next(trained.parameters()).device
     parts = preview_components(model, dtype or trained.dtype)
+    check_prompts([spec], model_task(trained.config), model.model, parts.boundary_ratio)
     high, low, base = _experts(transformer, transformer_2, model, parts.boundary_ratio, trained.dtype)
     pipe = _pipe(parts, high, low, spec)
     helpers = [m for m in (parts.vae, parts.text_encoder, parts.image_encoder, *base) if m is not None]
-    with _sampling([high, low], helpers, device, offload):
+    with _sampling([high, low], helpers, device, offload), stacked_lora([high, low], extra_lora, extra_strength, device):
         video = pipe(**_pipe_kwargs(spec)).frames[0]
     return torch.from_numpy((video * 255).round().clip(0, 255).astype(np.uint8))
 
@@ -360,20 +430,53 @@ _log = logging.getLogger(__name__)
 def _slug(prompt: str) -> str:
     return re.sub(r'[^a-z0-9]+', '-', prompt.lower()).strip('-')[:40] or 'prompt'
 
+# %% ../nbs/14_sample.ipynb #2d6e107d
+def _check_schedule(every_n_steps: int | None, every_n_epochs: int | None, at_first: bool, fps: int):
+    "Refuse an interval or frame rate below 1, and settings that would never make a preview."
+    for name, n in dict(every_n_steps=every_n_steps, every_n_epochs=every_n_epochs, fps=fps).items():
+        if n is not None and n < 1:
+            raise ValueError(f"{name}={n}: it must be at least 1 (e.g. every_n_steps=250, every_n_epochs=1, fps=16).")
+    if not (every_n_steps or every_n_epochs or at_first):
+        raise ValueError("no preview would ever be made: set every_n_steps, every_n_epochs or at_first=True "
+                         "(in a RunConfig: sample_every_n_steps, sample_every_n_epochs, sample_at_first).")
+
+# %% ../nbs/14_sample.ipynb #4836721a
+def _default_negative(specs: list[PromptSpec], text: str | None) -> list[PromptSpec]:
+    "`specs`, the lines without `--n` given `text` as negative prompt (None: they keep Wan's)."
+    if text is None: return specs
+    return [s if s.negative_prompt is not None else dataclasses.replace(s, negative_prompt=text) for s in specs]
+
 # %% ../nbs/14_sample.ipynb #e5ff25fb
 class PreviewCallback(Callback):
-    "Trainer callback: previews of every prompt in `prompt_file` before training and every `every_n_steps`."
-    def __init__(self, prompt_file: Path, every_n_steps: int,
+    "Trainer callback: previews of every prompt in `prompt_file` when `due`, and before training if `at_first`."
+    def __init__(self, prompt_file: Path,
+                 every_n_steps: int | None = None,
                  out_dir: Path | None = None,  # None: `trainer.output_dir/'previews'`
-                 fps: int = 16,
-                 model=None):  # the run's model (folder, file, `ModelSource`, `RunConfig`): check the lines now
-        if every_n_steps < 1:
-            raise ValueError(f"every_n_steps={every_n_steps}: previews need a positive interval, e.g. 250.")
-        self.specs = parse_prompt_file(prompt_file)  # a bad prompt file fails here, before training starts
-        if model is not None:
-            check_prompts(self.specs, identify_model(model).task, model_source(model).model)
-        self.every_n_steps, self.out_dir, self.fps = every_n_steps, out_dir, fps
+                 fps: int = 16,  # the videos' playback frame rate
+                 model=None,  # the run's model (folder, file, `ModelSource`, `RunConfig`): check the lines now
+                 every_n_epochs: int | None = None,
+                 at_first: bool = False,  # also before the first step
+                 negative_prompt: str | None = None,  # for lines without --n; None: `WAN_NEGATIVE_PROMPT`, '': none
+                 extra_lora: str | None = None):  # 'PATH' or 'PATH:strength', stacked for previews only
+        _check_schedule(every_n_steps, every_n_epochs, at_first, fps)
+        self.specs = _default_negative(parse_prompt_file(prompt_file), negative_prompt)  # bad lines fail here
+        self.extra_lora, self.extra_strength = read_extra_lora(extra_lora) if extra_lora else (None, 1.0)
+        self.every_n_steps, self.every_n_epochs, self.at_first = every_n_steps, every_n_epochs, at_first
+        self.out_dir, self.fps = out_dir, fps
         self.written: list[tuple[int, Path, Path]] = []  # (step, mp4, png)
+        if model is not None: self.check_model(model)
+
+# %% ../nbs/14_sample.ipynb #0583a8ae
+@patch
+def check_model(self: PreviewCallback, model) -> PreviewCallback:
+    "Check the lines (`check_prompts`) and the extra LoRA's recorded task against `model`."
+    info, name = identify_model(model), model_source(model).model
+    check_prompts(self.specs, info.task, name, info.boundary_ratio)
+    task = self.extra_lora.metadata.get('wan_nb.task') if self.extra_lora else None
+    if task and task != info.task:
+        raise ValueError(f"preview_extra_lora {self.extra_lora.source}: its wan_nb.task is {task!r}, but {name} is a "
+                         f"{info.task!r} model ({info.variant}); stack a LoRA made for this model.")
+    return self
 
 # %% ../nbs/14_sample.ipynb #62c9c451
 @patch
@@ -386,7 +489,8 @@ def preview(self: PreviewCallback, trainer, step: int) -> list[Path]:
     for i, spec in enumerate(self.specs):
         frames = generate_preview(trainer.transformer, trainer.source, spec,
                                   device=trainer.device,
-                                  transformer_2=trainer.transformer_2)
+                                  transformer_2=trainer.transformer_2,
+                                  extra_lora=self.extra_lora, extra_strength=self.extra_strength)
         mp4, png = write_preview(frames, folder/f'{i:02d}_{_slug(spec.prompt)}.mp4', self.fps)
         self.written.append((step, mp4, png))
         files += [mp4, png]
@@ -397,14 +501,24 @@ def preview(self: PreviewCallback, trainer, step: int) -> list[Path]:
 # %% ../nbs/14_sample.ipynb #a2b9268e
 @patch
 def on_train_begin(self: PreviewCallback, trainer):
-    trained = _trained(trainer.transformer, trainer.transformer_2, trainer.source)
-    check_prompts(self.specs, model_task(trained.config), model_source(trainer.source).model)
-    self.preview(trainer, trainer.step)
+    "Check the lines and the extra LoRA's layers against the trained model; preview now if `at_first`."
+    experts = [trainer.transformer, trainer.transformer_2]
+    _trained(*experts, trainer.source)
+    self.check_model(trainer.source)
+    if self.extra_lora is not None: _lora_layers(experts, self.extra_lora)
+    if self.at_first: self.preview(trainer, trainer.step)
 
 @patch
 def on_step_end(self: PreviewCallback, trainer, event):
-    if event.step % self.every_n_steps == 0:
-        self.preview(trainer, event.step)
+    if due(event, self.every_n_steps, self.every_n_epochs): self.preview(trainer, event.step)
+
+# %% ../nbs/14_sample.ipynb #b695598a
+@patch(cls_method=True)
+def from_config(cls: PreviewCallback, cfg) -> PreviewCallback:
+    "The previews a `RunConfig` asks for: `sample_prompts`, the `sample_*` options and `preview_extra_lora`."
+    return cls(cfg.sample_prompts, cfg.sample_every_n_steps, fps=cfg.sample_fps, model=cfg,
+               every_n_epochs=cfg.sample_every_n_epochs, at_first=cfg.sample_at_first,
+               negative_prompt=cfg.sample_negative_prompt, extra_lora=cfg.preview_extra_lora)
 
 # %% ../nbs/14_sample.ipynb #a53d7183
 def strength_previews(transformer: WanTransformer3DModel,  # the base transformer; its weights come back after

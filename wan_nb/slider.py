@@ -14,17 +14,20 @@ from .lora_io import (FORMATS, TARGET_PRESETS, Lora, LoraModule, parse_blocks, r
 import torch
 
 # %% auto #0
-__all__ = ['factored_svd', 'reduce_module', 'slider_lora', 'plot_slider_analysis', 'make_slider']
+__all__ = ['reduce_module', 'slider_lora', 'plot_slider_analysis', 'make_slider']
 
-# %% ../nbs/08_slider.ipynb #f1c9cd0a
-def factored_svd(U: torch.Tensor,  # out x k
-                 V: torch.Tensor,  # k x in
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    "Thin SVD `(P, S, Qh)` of `U @ V` from QRs of both factors and an SVD of the small core."
-    Qu, Ru = torch.linalg.qr(U.float())
-    Qv, Rv = torch.linalg.qr(V.float().T)
-    X, S, Yh = torch.linalg.svd(Ru @ Rv.T, full_matrices=False)
-    return Qu @ X, S, Yh @ Qv.T
+# %% ../nbs/08_slider.ipynb #1fe9ecfd
+def _gram_svd(U: torch.Tensor, V: torch.Tensor, s: torch.Tensor,
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    "Singular values `S` of each `U diag(s) V`, `C` with right singular vectors `V^T C`, and both fp64 Grams."
+    Gu = (U.mT @ U).double() * (s[..., :, None] * s[..., None, :])
+    Gv = (V @ V.mT).double()
+    lam, W = torch.linalg.eigh(Gv)
+    root = lam.clamp(min=0).sqrt()
+    s2, Z = torch.linalg.eigh(root[..., :, None] * (W.mT @ Gu @ W) * root[..., None, :])
+    inv = torch.where(root > 1e-12 * root.amax(-1, keepdim=True), 1 / root, 0.0)
+    return s2.flip(-1).clamp(min=0).sqrt(), W @ (inv[..., :, None] * Z.flip(-1)), Gu, Gv
+
 
 # %% ../nbs/08_slider.ipynb #a27e76d0
 def _energy_rank(S: torch.Tensor, energy: float) -> int:
@@ -62,6 +65,28 @@ def _svd_stats(S: torch.Tensor, r: int) -> dict:
                 retained_energy=float(e[:r].sum() / e.sum()) if e.sum() > 0 else 1.0)
 
 # %% ../nbs/08_slider.ipynb #575ae719
+def _reduce_batch(U: torch.Tensor,  # n x out x k
+                  V: torch.Tensor,  # n x k x in
+                  s: torch.Tensor,  # n x k: the coefficient of each direction
+                  rank: int | None = None, energy: float | None = None, alpha: float | None = None,
+                  clamp_quantile: float | None = None,
+                 ) -> tuple[list[tuple[torch.Tensor, torch.Tensor, float, dict]], torch.Tensor, torch.Tensor]:
+    "`reduce_module` of each `U[i] diag(s[i]) V[i]` as `(B, A, alpha, stats)`, and the batch's Grams."
+    S, C, Gu, Gv = _gram_svd(U, V, s)
+    S = S[..., :min(U.shape[-2], V.shape[-1], V.shape[-2])]
+    ranks = [_choose_rank(x, rank, energy) for x in S]
+    C = C[..., :max(ranks)]
+    B, A = ((s[..., :, None] * (Gv @ C)).float().mT @ U.mT).mT, C.mT.float() @ V  # (M^T U^T)^T: 4x faster than U @ M
+    out = []
+    for i, r in enumerate(ranks):
+        out_alpha = float(r) if alpha is None else float(alpha)
+        Bi, Ai = B[i, :, :r] * (r / out_alpha), A[i, :r]
+        if clamp_quantile is not None: Bi, Ai = _clamp_factors(Bi, Ai, clamp_quantile)
+        out.append((Bi, Ai, out_alpha, _svd_stats(S[i], r)))
+    return out, Gu, Gv
+
+
+# %% ../nbs/08_slider.ipynb #df3545aa
 def reduce_module(U: torch.Tensor, V: torch.Tensor,
                   rank: int | None = None,
                   energy: float | None = None,
@@ -69,12 +94,9 @@ def reduce_module(U: torch.Tensor, V: torch.Tensor,
                   clamp_quantile: float | None = None,  # e.g. 0.99 as sd-scripts
                  ) -> tuple[torch.Tensor, torch.Tensor, float, dict]:
     "Best rank-r LoRA `(B, A, alpha, stats)` of `U @ V`; stats: norm, singular values, rank, retained energy."
-    P, S, Qh = factored_svd(U, V)
-    r = _choose_rank(S, rank, energy)
-    alpha = float(r) if alpha is None else float(alpha)
-    B, A = P[:, :r] * (S[:r] * r / alpha), Qh[:r]
-    if clamp_quantile is not None: B, A = _clamp_factors(B, A, clamp_quantile)
-    return B, A, alpha, _svd_stats(S, r)
+    s = torch.ones(1, U.shape[1], dtype=torch.float64)
+    return _reduce_batch(U.float()[None], V.float()[None], s, rank, energy, alpha, clamp_quantile)[0][0]
+
 
 # %% ../nbs/08_slider.ipynb #3577a844
 def _matches(name: str, target: str) -> bool:
@@ -114,52 +136,36 @@ def _select_modules(a: Lora, b: Lora, target: str | list[str] | None,
                          "fix the target or the block range.")
     return names, targeted
 
-# %% ../nbs/08_slider.ipynb #84f2d30b
-def _qr(M: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    "Householder QR of a batch of matrices: reflectors, their `tau`, and `R` (min(m, k) x k)."
-    a, tau = torch.geqrf(M)
-    return a, tau, a[..., :tau.shape[-1], :].triu()
-
-# %% ../nbs/08_slider.ipynb #5e9a16a5
-def _q_times(a: torch.Tensor, tau: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
-    "`Q @ X` for the `Q` of `_qr`'s reflectors `(a, tau)`, without forming `Q` (X: min(m, k) x r)."
-    C = X.new_zeros(*X.shape[:-2], a.shape[-2], X.shape[-1])
-    C[..., :X.shape[-2], :] = X
-    return torch.ormqr(a, tau, C)
-
 # %% ../nbs/08_slider.ipynb #03028a56
 def _stack_factors(pairs: list[tuple[LoraModule | None, LoraModule | None]],  # (a's, b's module) per layer
                    weights: tuple[float, float], ka: int, kb: int,  # the two ranks (0: that side is missing)
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    "fp32 `(U, V)` of a batch, `U[i] @ V[i] = wa*sa*Ba@Aa - wb*sb*Bb@Ab`: one conversion into the buffers."
-    (out, inp), k = (pairs[0][0] or pairs[0][1]).shape, ka + kb
-    Ut, V, scale = torch.empty(len(pairs), k, out), torch.empty(len(pairs), k, inp), torch.empty(len(pairs), k, 1)
-    for i, (ma, mb) in enumerate(pairs):
-        if ma: Ut[i, :ka].copy_(ma.B.mT); V[i, :ka].copy_(ma.A); scale[i, :ka] = weights[0] * ma.scale
-        if mb: Ut[i, ka:].copy_(mb.B.mT); V[i, ka:].copy_(mb.A); scale[i, ka:] = -weights[1] * mb.scale
-    return Ut.mul_(scale).mT, V
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    "fp32 `U`, `V` and fp64 `s` of a batch, `U[i] diag(s[i]) V[i] = wa*sa*Ba@Aa - wb*sb*Bb@Ab`, and which are paired."
+    (out, inp), n = (pairs[0][0] or pairs[0][1]).shape, len(pairs)
+    U, V = torch.empty(n, out, ka + kb), torch.empty(n, ka + kb, inp)
+    for i, (ma, mb) in enumerate(pairs):  # the one conversion of the inputs: straight into the buffers
+        if ma: U[i, :, :ka].copy_(ma.B); V[i, :ka].copy_(ma.A)
+        if mb: U[i, :, ka:].copy_(mb.B); V[i, ka:].copy_(mb.A)
+    c = [(weights[0] * ma.scale if ma else 0.0, weights[1] * mb.scale if mb else 0.0) for ma, mb in pairs]
+    paired = torch.tensor([bool(ma and mb) and ka == kb and ca == cb for (ma, mb), (ca, cb) in zip(pairs, c)])
+    for i in paired.nonzero().flatten().tolist():  # Ba Aa - Bb Ab = Ba (Aa - Ab) + (Ba - Bb) Ab
+        U[i, :, ka:].neg_().add_(U[i, :, :ka]); V[i, :ka].sub_(V[i, ka:])
+    s = torch.tensor([[ca] * ka + [ca if p else -cb] * kb for (ca, cb), p in zip(c, paired.tolist())], dtype=torch.float64)
+    return U, V, s.reshape(n, ka + kb), paired
+
 
 # %% ../nbs/08_slider.ipynb #e729803e
-def _reduce_batch(U: torch.Tensor,  # n x out x k
-                  V: torch.Tensor,  # n x k x in
-                  ka: int,  # the first ka of the k directions are the first LoRA's
-                  rank: int | None = None, energy: float | None = None, alpha: float | None = None,
-                  clamp_quantile: float | None = None,
-                 ) -> list[tuple[torch.Tensor, torch.Tensor, float, dict, float, float]]:
-    "`reduce_module` of each `U[i] @ V[i]`, and both sides' norms: `(B, A, alpha, stats, norm_a, norm_b)`."
-    au, tu, Ru = _qr(U)
-    av, tv, Rv = _qr(V.mT)
-    X, S, Yh = torch.linalg.svd(Ru @ Rv.mT, full_matrices=False)
-    ranks = [_choose_rank(s, rank, energy) for s in S]
-    P, Qh = _q_times(au, tu, X[..., :max(ranks)]), _q_times(av, tv, Yh[..., :max(ranks), :].mT).mT
-    sides = [torch.linalg.matrix_norm(Ru[..., c] @ Rv[..., c].mT).tolist() for c in (slice(ka), slice(ka, None))]
-    out = []
-    for i, r in enumerate(ranks):
-        out_alpha = float(r) if alpha is None else float(alpha)
-        B, A = P[i, :, :r] * (S[i, :r] * r / out_alpha), Qh[i, :r]
-        if clamp_quantile is not None: B, A = _clamp_factors(B, A, clamp_quantile)
-        out.append((B, A, out_alpha, _svd_stats(S[i], r), sides[0][i], sides[1][i]))
-    return out
+def _side_norms(Gu: torch.Tensor, Gv: torch.Tensor, ka: int, paired: torch.Tensor) -> tuple[list, list]:
+    "Frobenius norms of each side's weighted delta, `||wa sa Ba Aa||` and `||wb sb Bb Ab||`, from the Grams."
+    k = Gu.shape[-1]
+    Tu, Tv = torch.eye(k, dtype=Gu.dtype).repeat(len(Gu), 1, 1), torch.eye(k, dtype=Gu.dtype).repeat(len(Gu), 1, 1)
+    if paired.any():  # back from [Ba, Ba - Bb], [Aa - Ab; Ab] to [Ba, -Bb], [Aa; Ab]
+        I = torch.eye(ka, dtype=Gu.dtype)
+        Tu[paired, :ka, ka:], Tv[paired, :ka, ka:] = -I, I
+    Gu, Gv = Tu.mT @ Gu @ Tu, Tv @ Gv @ Tv.mT
+    side = lambda c: (Gu[..., c, c] * Gv[..., c, c]).sum((-2, -1)).clamp(min=0).sqrt().tolist()
+    return side(slice(ka)), side(slice(ka, None))
+
 
 # %% ../nbs/08_slider.ipynb #653051bc
 _BATCH_VALUES = 1 << 22  # fp32 values of U and V in one batch
@@ -182,14 +188,17 @@ def _reduce_batch_modules(a: Lora, b: Lora, batch: tuple[int, int, list[str]], w
     "The slider's modules of one batch from `_batches`, each with its analysis row."
     ka, kb, names = batch
     pairs = [(a.modules.get(n), b.modules.get(n)) for n in names]
-    results = _reduce_batch(*_stack_factors(pairs, weights, ka, kb), ka, **options)
+    U, V, s, paired = _stack_factors(pairs, weights, ka, kb)
+    results, Gu, Gv = _reduce_batch(U, V, s, **options)
+    norms_a, norms_b = _side_norms(Gu, Gv, ka, paired)
     out = {}
-    for name, (ma, mb), (B, A, alpha, stats, na, nb) in zip(names, pairs, results):
+    for name, (ma, mb), (B, A, alpha, stats), na, nb in zip(names, pairs, results, norms_a, norms_b):
         info = dict(wan_name=wan_name(name), block=split_block(name)[0], shape=list((ma or mb).shape),
                     rank_a=ka, rank_b=kb, norm_a=math.copysign(na, ma.scale) if ma else 0.0,
                     norm_b=math.copysign(nb, mb.scale) if mb else 0.0, **stats)
         out[name] = LoraModule(name, A.to(dtype).contiguous(), B.to(dtype).contiguous(), alpha), info
     return out
+
 
 # %% ../nbs/08_slider.ipynb #a866c677
 @contextlib.contextmanager
@@ -332,11 +341,13 @@ def _write_analysis(analysis: dict, analyze: Path) -> dict[str, str]:
 # %% ../nbs/08_slider.ipynb #a5221b68
 def make_slider(a: Path, b: Path, out: Path, to: str = 'comfy',
                 analyze: Path | None = None,  # JSON file for the analysis; the figure goes beside it as .png
+                dtype: str | None = None,  # fp32 | bf16 | fp16; None: the inputs' (A's if they differ)
                 **options) -> dict:
     "Read LoRAs `a` and `b`, write the slider `a - b` (options of `slider_lora`) to `out`; returns a summary."
     if to not in FORMATS: raise ValueError(f"Unknown LoRA format {to!r}; choose from {FORMATS}.")
-    slider, analysis = slider_lora(read_lora(a), read_lora(b), **options)
-    write_lora(slider, out, to)
+    slider, analysis = slider_lora(read_lora(a), read_lora(b), dtype=torch.float32 if dtype else None, **options)
+    write_lora(slider, out, to, dtype)
     summary = dict(output=str(out), to=to, **analysis['summary'])
     if analyze is not None: summary.update(_write_analysis(analysis, analyze))
     return summary
+

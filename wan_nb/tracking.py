@@ -6,7 +6,7 @@
 from __future__ import annotations
 from .core import repo_root  # first: it quiets a bitsandbytes import warning
 import atexit, dataclasses, datetime, importlib.metadata, importlib.util, json, logging, math, os, platform, re
-import subprocess, threading, time, warnings
+import subprocess, sys, threading, time, warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -17,12 +17,13 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH
 
-from .train import Callback, TrainingInterrupted
+from .train import _PATHS, Callback, TrainingInterrupted, split_strength
 
 # %% auto #0
-__all__ = ['PACKAGES', 'KEY_PARAMS', 'tracking_uri', 'artifact_location', 'setup_tracking', 'reset_tracking', 'run_record',
-           'record_params', 'log_record', 'TrackingWarning', 'tracked_run', 'Outbox', 'send_unsent', 'MLflowCallback',
-           'training_callbacks', 'runs_table', 'format_runs', 'run_curves', 'plot_runs']
+__all__ = ['EXPERIMENT_KIND', 'PACKAGES', 'KEY_PARAMS', 'tracking_uri', 'artifact_location', 'setup_tracking', 'reset_tracking',
+           'recorded_path', 'run_files', 'recorded_config', 'run_record', 'record_params', 'log_record',
+           'TrackingWarning', 'tracked_run', 'Outbox', 'send_unsent', 'MLflowCallback', 'training_callbacks',
+           'runs_table', 'format_runs', 'run_curves', 'plot_runs']
 
 # %% ../nbs/15_tracking.ipynb #e7556c01
 def tracking_uri() -> str:
@@ -41,13 +42,22 @@ def artifact_location(uri: str, experiment: str) -> str | None:
     db = Path(uri.removeprefix('sqlite:///'))
     return (db.parent/'artifacts'/re.sub(r'[^\w.-]+', '_', experiment)).as_uri()
 
+# %% ../nbs/15_tracking.ipynb #cd23cf67
+EXPERIMENT_KIND = 'finetuning'  # MLflow 3's `mlflow.experimentKind`: the UI files the runs under "Model training"
+
+def _file_under_training(client: MlflowClient, exp) -> None:
+    "Tag experiment `exp` with `EXPERIMENT_KIND` unless it has a kind already (one a user chose stays)."
+    if 'mlflow.experimentKind' not in exp.tags:
+        client.set_experiment_tag(exp.experiment_id, 'mlflow.experimentKind', EXPERIMENT_KIND)
+
 # %% ../nbs/15_tracking.ipynb #3290cfe3
 def _experiment_id(client: MlflowClient, uri: str, experiment: str) -> str:
-    "The id of `experiment`, created (artifacts beside a local store) if missing."
+    "The id of `experiment`, created (artifacts beside a local store) if missing, filed as a training experiment."
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         try:
-            return client.create_experiment(experiment, artifact_location=artifact_location(uri, experiment))
+            return client.create_experiment(experiment, artifact_location=artifact_location(uri, experiment),
+                                            tags={'mlflow.experimentKind': EXPERIMENT_KIND})
         except MlflowException as e:  # another process created it in between
             exp = client.get_experiment_by_name(experiment)
             if e.error_code != 'RESOURCE_ALREADY_EXISTS' or exp is None:
@@ -55,6 +65,7 @@ def _experiment_id(client: MlflowClient, uri: str, experiment: str) -> str:
     if exp.lifecycle_stage == 'deleted':
         raise ValueError(f"experiment {experiment!r} is deleted in {uri}: restore it with `mlflow experiments "
                          f"restore --experiment-id {exp.experiment_id}` or choose another experiment name.")
+    _file_under_training(client, exp)
     return exp.experiment_id
 
 # %% ../nbs/15_tracking.ipynb #6070b7e7
@@ -105,6 +116,38 @@ def _hardware() -> dict:
                 gpu_count=len(gpus),
                 cuda=torch.version.cuda or 'none')
 
+# %% ../nbs/15_tracking.ipynb #af07831e
+def recorded_path(path: str | Path,
+                  run_folder: str | Path | None = None) -> str:  # the run's output folder, for the files of a run
+    "`path` as a run records it: relative to the repository if inside it, else to `run_folder` if inside that, else absolute."
+    p = Path(os.path.abspath(Path(path).expanduser()))
+    for base in (repo_root(), run_folder):
+        if base is not None and p.is_relative_to(b := Path(os.path.abspath(Path(base).expanduser()))):
+            return str(p.relative_to(b))
+    return str(p)
+
+# %% ../nbs/15_tracking.ipynb #1508fe36
+def run_files(tags: dict, key: str) -> list[Path]:
+    "The files a run's tag `key` names (`wan_nb.checkpoint`, `wan_nb.lora`: one, or several joined by ', '), absolute."
+    out = Path(tags.get('output_dir', ''))
+    base = out if out.is_absolute() else repo_root()  # a run folder outside the repository: its files are relative to it
+    return [base/p for p in tags[key].split(', ')] if tags.get(key) else []
+
+# %% ../nbs/15_tracking.ipynb #08cb6e03
+def recorded_config(config: dict) -> dict:
+    "A run config's fields (`dataclasses.asdict`) with its paths as `recorded_path` gives them."
+    out = {**config, **{k: recorded_path(config[k]) for k in _PATHS if config.get(k)}}
+    if config.get('preview_extra_lora'):
+        path, strength = split_strength(config['preview_extra_lora'])
+        out['preview_extra_lora'] = recorded_path(path) + strength
+    return out
+
+# %% ../nbs/15_tracking.ipynb #39e6bdb8
+def _source_tags() -> dict[str, str]:
+    "The program a run started from (MLflow's `mlflow.source.name`, the UI's Source), as `recorded_path` gives it."
+    program = sys.argv[0] if sys.argv else ''
+    return {'mlflow.source.name': recorded_path(program)} if os.path.isabs(program) else {}
+
 # %% ../nbs/15_tracking.ipynb #fea8e732
 def run_record(cfg=None, plan=None) -> dict:
     "Reproducibility record: git commit and dirty flag, packages, hardware, seed, plan fingerprint, config."
@@ -118,7 +161,7 @@ def run_record(cfg=None, plan=None) -> dict:
     if plan is not None:
         rec['plan_fingerprint'] = plan.fingerprint
     if cfg is not None:
-        rec['config'] = dataclasses.asdict(cfg)
+        rec['config'] = recorded_config(dataclasses.asdict(cfg))
     return rec
 
 # %% ../nbs/15_tracking.ipynb #de24392e
@@ -184,11 +227,13 @@ def log_record(record: dict, run_id: str | None = None):
 def _join(run_id: str, system_metrics: bool = False) -> mlflow.ActiveRun:
     "Make the orchestrator's run `run_id` the active run."
     mlflow.set_tracking_uri(tracking_uri())
+    client = MlflowClient()
     try:
-        exp_id = MlflowClient().get_run(run_id).info.experiment_id
+        exp_id = client.get_run(run_id).info.experiment_id
     except MlflowException as e:
         raise RuntimeError(f"MLFLOW_RUN_ID={run_id}: no such run in {tracking_uri()}; set MLFLOW_TRACKING_URI "
                            "to the store the orchestrator used, or unset MLFLOW_RUN_ID to start a new run.") from e
+    _file_under_training(client, client.get_experiment(exp_id))  # a run another orchestrator created
     mlflow.set_experiment(experiment_id=exp_id)
     return mlflow.start_run(run_id=run_id, log_system_metrics=system_metrics)
 
@@ -200,7 +245,8 @@ def _interrupted(e: BaseException) -> bool:
 def _stop_tags(e: BaseException) -> dict[str, str]:
     "Tags of a run stopped by `e`: the checkpoint an interruption wrote and the signal, or the error."
     if _interrupted(e):
-        tags = {'wan_nb.checkpoint': str(getattr(e, 'checkpoint', '') or '')}
+        checkpoint = getattr(e, 'checkpoint', None)  # <run folder>/checkpoints/step_N
+        tags = {'wan_nb.checkpoint': recorded_path(checkpoint, Path(checkpoint).parents[1]) if checkpoint else ''}
         tags['wan_nb.interrupted_by'] = getattr(e, 'signal_name', None) or type(e).__name__
         return {k: v for k, v in tags.items() if v}
     return {'wan_nb.error': f'{type(e).__name__}: {e}'[:MAX_TAG_VAL_LENGTH]}
@@ -232,8 +278,8 @@ def tracked_run(run_name: str | None = None, experiment: str = 'wan-nb',
         run = mlflow.active_run()
     owned = run is None
     if owned:
-        run = mlflow.start_run(experiment_id=setup_tracking(experiment), run_name=run_name, tags=tags,
-                               log_system_metrics=system_metrics)
+        run = mlflow.start_run(experiment_id=setup_tracking(experiment), run_name=run_name,
+                               tags={**_source_tags(), **(tags or {})}, log_system_metrics=system_metrics)
     try:
         yield run
     except BaseException as e:
@@ -465,7 +511,7 @@ def _start(self: MLflowCallback, trainer):
         run = _join(os.environ['MLFLOW_RUN_ID'], self.system_metrics)
     elif self.owns:
         run = mlflow.start_run(experiment_id=setup_tracking(self.experiment),
-                               run_name=self.run_name or trainer.config.name,
+                               run_name=self.run_name or trainer.config.name, tags=_source_tags(),
                                log_system_metrics=self.system_metrics)
         _OWNED.add(run.info.run_id)
     self.run_id, self.client = run.info.run_id, MlflowClient()
@@ -483,7 +529,7 @@ def on_train_begin(self: MLflowCallback, trainer):
     self.trainer, self.evaluations, self.best = trainer, [], None
     self.output_dir = Path(trainer.output_dir)
     log_record(run_record(trainer.config, trainer.plan), self.run_id)
-    self.client.set_tag(self.run_id, 'output_dir', str(trainer.output_dir))
+    self.client.set_tag(self.run_id, 'output_dir', recorded_path(trainer.output_dir))
     if trainer.step:
         self.client.set_tag(self.run_id, 'resumed_from_step', str(trainer.step))
     fig = plot_plan(trainer.plan)
@@ -507,6 +553,7 @@ def on_step_end(self: MLflowCallback, trainer, event):
                'train/samples_per_s': event.samples_per_s,
                'train/data_wait_s': event.data_wait_s,
                'train/peak_memory_mb': event.peak_memory_mb}
+    if event.dop_loss is not None: metrics['train/dop_loss'] = event.dop_loss  # differential output preservation
     self.outbox.put('metrics', _finite(metrics), step=event.step)
 
 # %% ../nbs/15_tracking.ipynb #813b9c30
@@ -621,10 +668,13 @@ def on_train_end(self: MLflowCallback, trainer, final: Path):
         self._log_files([*sorted(self.best.glob('*.safetensors')), self.best/'best.json'], 'checkpoints/best')
     self._log_validation_figure()
     out = Path(trainer.output_dir)
-    self._log_files([out/'events.jsonl', out/'validation.jsonl'], None)
+    self._log_files([out/'events.jsonl', out/'validation.jsonl', out/'resumes.jsonl'], None)  # those written
     self.outbox.put('tags', {'steps': str(trainer.step)})
     memory = {f'memory/{phase}_peak_mb': mb for phase, mb in trainer.phase_memory_mb.items()}  # cache, load, train
     self.outbox.put('metrics', memory, step=0)
+    if reason := getattr(trainer, 'stop_reason', None):  # early stopping ended it (normally: FINISHED)
+        self.outbox.put('tags', {'wan_nb.stop_reason': reason,
+                                 'mlflow.note.content': f'Stopped early at step {trainer.step}: {reason}.'})
     self._end('FINISHED')
     self.trainer = None
 
@@ -638,19 +688,31 @@ def on_train_error(self: MLflowCallback, trainer, error: BaseException):
     self.trainer = None
 
 
+# %% ../nbs/15_tracking.ipynb #5ae1102c
+@patch
+def on_resume(self: MLflowCallback, trainer, folder: Path, changes: dict):
+    "Tag the run with the checkpoint it resumed from and each option changed on resuming (`wan_nb.resume.<field>`)."
+    if not trainer.is_main_process:
+        return
+    self.on_train_begin(trainer)
+    tags = {'wan_nb.resumed_from': recorded_path(folder, trainer.output_dir)}
+    tags |= {f'wan_nb.resume.{k}': f'{old!r} -> {new!r}' for k, (old, new) in changes.items()}
+    self.outbox.put('tags', tags)
+
 # %% ../nbs/15_tracking.ipynb #e99342c3
 def training_callbacks(cfg,  # the run's `wan_nb.train.RunConfig`
                        tracking: bool = True,  # log to MLflow
                        **mlflow_kw) -> list[Callback]:  # MLflowCallback's options (experiment, run_name, ...)
     "The callbacks `cfg` asks for: MLflow tracking, validation and previews."
     callbacks = [MLflowCallback(**mlflow_kw)] if tracking else []
-    if cfg.validate_every_n_steps:
+    if cfg.validate_every_n_steps or cfg.validate_every_n_epochs:
         from wan_nb.validate import Validator
         callbacks.append(Validator(cfg.validate_every_n_steps, cfg.validation_timesteps, cfg.probe_items,
-                                   cfg.validation_batch_size, cfg.best_metric))
-    if cfg.sample_prompts and cfg.sample_every_n_steps:
+                                   cfg.validation_batch_size, cfg.best_metric, cfg.validate_every_n_epochs,
+                                   cfg.early_stop_patience))
+    if cfg.sample_prompts and (cfg.sample_every_n_steps or cfg.sample_every_n_epochs or cfg.sample_at_first):
         from wan_nb.sample import PreviewCallback
-        callbacks.append(PreviewCallback(cfg.sample_prompts, cfg.sample_every_n_steps, model=cfg))
+        callbacks.append(PreviewCallback.from_config(cfg))
     return callbacks
 
 # %% ../nbs/15_tracking.ipynb #c174345b

@@ -12,16 +12,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['RunConfig', 'parse_option', 'load_run_config', 'lora_target_modules', 'add_lora', 'weights_dtype',
+__all__ = ['RunConfig', 'parse_option', 'split_strength', 'load_run_config', 'lora_target_modules', 'add_lora', 'weights_dtype',
            'uses_checkpointing', 'draw_timesteps', 'sample_timesteps', 'timestep_window', 'timestep_quantiles',
            'plot_timesteps', 'noisy_input', 'transformer_timestep', 'first_frame_mask', 'model_inputs', 'scored_frames',
-           'epoch_batches', 'load_batch', 'StepEvent', 'Callback', 'ProgressBar', 'EventLog', 'TrainingError',
-           'TrainingInterrupted', 'RunLock', 'Trainer', 'checkpoint_problem', 'latest_checkpoint', 'peak_memory_mb']
+           'epoch_batches', 'load_batch', 'StepEvent', 'due', 'Callback', 'ProgressBar', 'EventLog', 'TrainingError',
+           'TrainingInterrupted', 'RunLock', 'Trainer', 'epoch_steps', 'optimizer_options', 'make_optimizer',
+           'init_lora_files', 'init_lora_config', 'load_lora_adapter', 'adapters_off', 'checkpoint_problem',
+           'latest_checkpoint', 'peak_memory_mb', 'config_changes', 'resume_message']
 
 # %% ../nbs/11_train.ipynb #1e6cedc6
 import torch
 from accelerate import Accelerator
-from accelerate.utils import gather_object, set_seed
+from accelerate.utils import broadcast_object_list, gather_object, set_seed
 from diffusers.optimization import get_scheduler
 from fastcore.basics import patch
 from peft import LoraConfig, get_peft_model_state_dict, set_peft_model_state_dict
@@ -67,23 +69,23 @@ class RunConfig:
     max_timestep: float = 1.0
     timestep_window: str = 'reject'  # reject (keeps the distribution's shape) | rescale
     timestep_bias: str = 'balanced'  # balanced | high_noise (style, motion) | low_noise (identity, detail)
-    timestep_bias_strength: float = 1.0  # how strongly the bias reweights the timestep density
+    timestep_bias_strength: float = 1.0  # s: the density times t**s (high_noise) or (1 - t)**s (low_noise); 0: none
     # optimization
     optimizer: str = 'adamw'  # adamw | adamw8bit | adamw_bf16 | lion | lion8bit | prodigy
-    learning_rate: float = 1e-4
+    learning_rate: float = 1e-4  # prodigy: the multiplier of its own step size (set 1.0)
     weight_decay: float = 0.01
-    adam_betas: tuple[float, float] = (0.9, 0.999)
+    adam_betas: tuple[float, float] = (0.9, 0.999)  # Lion: left at this default, Lion's own (0.9, 0.99)
     adam_eps: float = 1e-8
     gradient_accumulation_steps: int = 1
     max_grad_norm: float = 1.0  # 0: no clipping
     lr_scheduler: str = 'constant'  # constant | constant_with_warmup | cosine | linear
     lr_warmup_steps: int = 0
     max_train_steps: int = 100
-    max_train_epochs: int | None = None  # musubi's: when set, the steps of that many epochs of the plan
-    early_stop_patience: int | None = None  # stop after this many validations without a better best_metric
+    max_train_epochs: int | None = None  # musubi's: the steps of that many epochs of the plan (not max_train_steps)
+    early_stop_patience: int | None = None  # end after N validations without a better best_metric
     # differential output preservation: the base model's prediction on the preservation caption as a prior
-    dop_multiplier: float = 0.0  # 0: off
-    init_lora: str | None = None  # start from this LoRA file (any format wan-nb reads)
+    dop_multiplier: float = 0.0  # 0: off; on, every training dataset needs a preservation_class (wan_nb.plan)
+    init_lora: str | None = None  # start from this LoRA (any format wan-nb reads; 2 experts: a folder)
     gradient_checkpointing: bool | None = None  # none (auto): on with CUDA, block swap or activation offload
     mixed_precision: str = 'auto'  # auto (bf16 on CUDA, fp32 on CPU) | no | bf16 | fp16
     # memory and speed (wan_nb.quant, wan_nb.offload, wan_nb.fit)
@@ -94,12 +96,12 @@ class RunConfig:
     compile: bool = False  # regional torch.compile of the repeated transformer blocks
     # checkpoints
     checkpoint_every_n_steps: int | None = 50
-    checkpoint_every_n_epochs: int | None = None
+    checkpoint_every_n_epochs: int | None = None  # at the step that ends every N-th epoch
     keep_last_n_checkpoints: int = 3
     save_dtype: str = 'fp32'  # the LoRA files' precision: fp32 | bf16 | fp16 (never the training state)
     # validation (wan_nb.validate)
     validate_every_n_steps: int | None = None
-    validate_every_n_epochs: int | None = None
+    validate_every_n_epochs: int | None = None  # at the step that ends every N-th epoch
     validation_timesteps: list[float] | None = None  # default: 9 training quantiles (Wan 2.2: 5 per expert)
     probe_items: int = 8  # training items scored like the validation ones
     validation_batch_size: int = 8
@@ -152,6 +154,21 @@ _CHOICES = {
 _AT_LEAST_ONE = ('rank', 'max_train_steps', 'gradient_accumulation_steps', 'keep_last_n_checkpoints',
                  'expert_switch_every')
 
+# %% ../nbs/11_train.ipynb #27f623ef
+def _check_limits(cfg: RunConfig, where: str) -> RunConfig:
+    "`cfg` if its timestep bias, epoch limit and early stopping are usable; else a ValueError naming the fields."
+    if cfg.timestep_bias_strength < 0:
+        raise ValueError(f"{where}: timestep_bias_strength = {cfg.timestep_bias_strength}; it must be 0 or more "
+                         "(0: no bias).")
+    for k in ('max_train_epochs', 'early_stop_patience'):
+        if (v := getattr(cfg, k)) is not None and v < 1:
+            raise ValueError(f"{where}: {k} = {v}; it must be at least 1, or none (unset).")
+    if cfg.early_stop_patience and not (cfg.validate_every_n_steps or cfg.validate_every_n_epochs):
+        raise ValueError(f"{where}: early_stop_patience = {cfg.early_stop_patience} counts validations, but the run "
+                         "validates only at checkpoints; set validate_every_n_steps or validate_every_n_epochs, or "
+                         "leave early_stop_patience unset.")
+    return cfg
+
 # %% ../nbs/11_train.ipynb #580b716c
 def _check(cfg: RunConfig, where: str) -> RunConfig:
     "`cfg` if its choices and bounds are valid; else a ValueError naming `where`, the field and the choices."
@@ -165,10 +182,12 @@ def _check(cfg: RunConfig, where: str) -> RunConfig:
         if getattr(cfg, k) < 1: raise ValueError(f"{where}: {k} = {getattr(cfg, k)}; it must be at least 1.")
     if cfg.blocks_to_swap < 0:
         raise ValueError(f"{where}: blocks_to_swap = {cfg.blocks_to_swap}; it must be 0 or more.")
+    if cfg.dop_multiplier < 0:
+        raise ValueError(f"{where}: dop_multiplier = {cfg.dop_multiplier}; use 0 (off) or more (AI Toolkit's recipes use 1).")
     if cfg.gradient_checkpointing is False and (cfg.blocks_to_swap or cfg.activation_offload):
         raise ValueError(f"{where}: blocks_to_swap / activation_offload work only with gradient checkpointing; "
                          "set gradient_checkpointing = true, or leave it unset (auto).")
-    return cfg
+    return _check_limits(cfg, where)
 
 # %% ../nbs/11_train.ipynb #cdf746ed
 @functools.cache
@@ -259,11 +278,22 @@ def _split(option: str) -> tuple[str, str]:
 _PATHS = ('model', 'model_2', 'vae', 'text_encoder', 'tokenizer', 'image_encoder', 'dataset', 'output_dir',
           'sample_prompts', 'init_lora')
 
+# %% ../nbs/11_train.ipynb #bca3caa6
+def split_strength(value: str) -> tuple[str, str]:
+    "'PATH:strength' (`preview_extra_lora`) as ('PATH', ':strength'); a value without a numeric suffix as (value, '')."
+    path, sep, strength = value.rpartition(':')
+    try: float(strength)
+    except ValueError: return value, ''
+    return (path, sep + strength) if path else (value, '')
+
 # %% ../nbs/11_train.ipynb #272f327b
 def _absolute_paths(values: dict, base: Path) -> dict:
     "`values` with the relative paths of its `_PATHS` fields made absolute against `base`."
     for k in _PATHS:
         if values.get(k) and not Path(values[k]).is_absolute(): values[k] = str((base/values[k]).resolve())
+    if values.get('preview_extra_lora'):
+        path, strength = split_strength(values['preview_extra_lora'])
+        values['preview_extra_lora'] = str((base/path).resolve()) + strength
     return values
 
 # %% ../nbs/11_train.ipynb #46884b2f
@@ -346,33 +376,56 @@ def _cdf(cfg: RunConfig, t: float) -> float:
     x = torch.tensor(math.log(u / (1 - u)) / cfg.sigmoid_scale, dtype=torch.float64)
     return torch.special.ndtr(x).item()
 
+# %% ../nbs/11_train.ipynb #64f637ee
+def _quantile(cfg: RunConfig, q: torch.Tensor) -> torch.Tensor:
+    "The timesteps at probabilities `q` of the run's distribution (no window, no bias)."
+    return _to_t(cfg, q if cfg.timestep_sampling == 'uniform' else torch.special.ndtri(q))
+
+# %% ../nbs/11_train.ipynb #67d2124d
+def _balanced(cfg: RunConfig) -> bool:
+    "True when the run's timesteps are not reweighted: `timestep_bias` balanced, or strength 0."
+    return cfg.timestep_bias == 'balanced' or cfg.timestep_bias_strength == 0
+
+# %% ../nbs/11_train.ipynb #65f2e976
+def _bias_weight(cfg: RunConfig, t: torch.Tensor) -> torch.Tensor:
+    "The bias's weight (0 ... 1) of timesteps `t`: t**s (high_noise), (1 - t)**s (low_noise), 1 (balanced)."
+    if _balanced(cfg): return torch.ones_like(t)
+    return (t if cfg.timestep_bias == 'high_noise' else 1 - t) ** cfg.timestep_bias_strength
+
 # %% ../nbs/11_train.ipynb #7d02d732
 _MIN_MASS = 1e-4  # a rejection window holding less of the distribution than this is refused
 
 # %% ../nbs/11_train.ipynb #30bfb5ca
+_GRID = 1000  # probabilities at which the bias's mean weight in a window is taken
+
 def _window_mass(cfg: RunConfig, lo: float, hi: float) -> float:
-    "Probability that a draw of the run's distribution falls in [lo, hi]."
-    return _cdf(cfg, hi) - _cdf(cfg, lo)
+    "Share of the run's draws `sample_timesteps` keeps for [lo, hi]: in the window (reject) x the bias's mean weight."
+    rescale = cfg.timestep_window == 'rescale'
+    a, b = (0.0, 1.0) if rescale else (_cdf(cfg, lo), _cdf(cfg, hi))
+    if _balanced(cfg) or b <= a: return b - a
+    t = _quantile(cfg, a + (b - a) * (torch.arange(_GRID, dtype=torch.float64) + 0.5) / _GRID)
+    return (b - a) * _bias_weight(cfg, lo + (hi - lo) * t if rescale else t).mean().item()
 
 # %% ../nbs/11_train.ipynb #bcf58455
+def _distribution(cfg: RunConfig) -> str:
+    "The run's timestep distribution as messages name it, bias included."
+    bias = '' if _balanced(cfg) else f" with timestep_bias {cfg.timestep_bias} (strength {cfg.timestep_bias_strength})"
+    return f"the {cfg.timestep_sampling} distribution{bias}"
+
 def _empty_window(cfg: RunConfig, lo: float, hi: float) -> str | None:
     "Why [lo, hi] cannot be sampled (empty, or almost never drawn when rejecting), or None."
     if not lo < hi: return f"the window [{lo}, {hi}] is empty"
-    if cfg.timestep_window == 'rescale' or (lo, hi) == (0, 1): return None
+    if _balanced(cfg) and (cfg.timestep_window == 'rescale' or (lo, hi) == (0, 1)): return None
     if (mass := _window_mass(cfg, lo, hi)) < _MIN_MASS:
-        return f"the {cfg.timestep_sampling} distribution puts only {mass:.1e} of its draws in [{lo}, {hi}]"
+        return f"{_distribution(cfg)} puts only {mass:.1e} of its draws in [{lo}, {hi}]"
     return None
 
 # %% ../nbs/11_train.ipynb #283abce3
 _MAX_ROUNDS = 10_000
 
 # %% ../nbs/11_train.ipynb #337f6907
-def sample_timesteps(cfg: RunConfig, n: int, g: torch.Generator,
-                     window: tuple[float, float] | None = None,  # (lo, hi), e.g. an expert's side
-                    ) -> torch.Tensor:
-    "`n` training timesteps from the run's distribution inside the window."
-    lo, hi = window or (cfg.min_timestep, cfg.max_timestep)
-    if why := _empty_window(cfg, lo, hi): raise ValueError(f"sample_timesteps: {why}.")
+def _window_draws(cfg: RunConfig, n: int, g: torch.Generator, lo: float, hi: float) -> torch.Tensor:
+    "`n` draws of the run's distribution inside [lo, hi], by rejection or rescaling (no bias)."
     if cfg.timestep_window == 'rescale' or (lo, hi) == (0, 1):
         return lo + (hi - lo) * draw_timesteps(cfg, n, g)
     t, rounds = torch.empty(0), 0
@@ -381,6 +434,23 @@ def sample_timesteps(cfg: RunConfig, n: int, g: torch.Generator,
             raise ValueError(f"sample_timesteps: fewer than {n} draws in [{lo}, {hi}] after {rounds} rounds.")
         d = draw_timesteps(cfg, 4 * n, g)
         t = torch.cat([t, d[(d >= lo) & (d <= hi)]])
+        rounds += 1
+    return t[:n]
+
+# %% ../nbs/11_train.ipynb #b9c460d6
+def sample_timesteps(cfg: RunConfig, n: int, g: torch.Generator,
+                     window: tuple[float, float] | None = None,  # (lo, hi), e.g. an expert's side
+                    ) -> torch.Tensor:
+    "`n` training timesteps from the run's distribution inside the window, reweighted by `timestep_bias`."
+    lo, hi = window or (cfg.min_timestep, cfg.max_timestep)
+    if why := _empty_window(cfg, lo, hi): raise ValueError(f"sample_timesteps: {why}.")
+    if _balanced(cfg): return _window_draws(cfg, n, g, lo, hi)
+    t, rounds = torch.empty(0), 0
+    while len(t) < n:  # rejection: keep each draw with probability its bias weight
+        if rounds == _MAX_ROUNDS:
+            raise ValueError(f"sample_timesteps: fewer than {n} draws kept by the bias after {rounds} rounds.")
+        d = _window_draws(cfg, 4 * n, g, lo, hi)
+        t = torch.cat([t, d[torch.rand(len(d), generator=g) < _bias_weight(cfg, d)]])
         rounds += 1
     return t[:n]
 
@@ -394,31 +464,39 @@ def timestep_window(cfg: RunConfig, boundary: float | None, expert: str) -> tupl
         side = 'the run' if expert == 'single' else \
             f"the {expert}-noise expert (t {'>=' if expert == 'high' else '<'} boundary {boundary})"
         raise ValueError(f"min_timestep {cfg.min_timestep} / max_timestep {cfg.max_timestep} leave {side} "
-                         f"nothing to train on: {why}. Widen the window, or train the other expert only "
+                         f"nothing to train on: {why}. Widen the window{'' if _balanced(cfg) else ', lower timestep_bias_strength'}"
+                         ", "
+                         "or train the other expert only "
                          "(expert = 'high' or 'low').")
     return lo, hi
 
 # %% ../nbs/11_train.ipynb #745ebc92
 def timestep_quantiles(cfg: RunConfig, n: int = 9, window: tuple[float, float] | None = None) -> list[float]:
-    "The `n` quantiles (1/(n+1) ... n/(n+1)) of the run's training timestep distribution, window included."
+    "The `n` quantiles (1/(n+1) ... n/(n+1)) of the run's training timestep distribution, window included, bias not."
     q = torch.arange(1, n + 1, dtype=torch.float64) / (n + 1)
     lo, hi = window or (cfg.min_timestep, cfg.max_timestep)
     if cfg.timestep_window == 'reject' and (lo, hi) != (0, 1):
         q = _cdf(cfg, lo) + q * (_cdf(cfg, hi) - _cdf(cfg, lo))
-    t = _to_t(cfg, q if cfg.timestep_sampling == 'uniform' else torch.special.ndtri(q))
+    t = _quantile(cfg, q)
     if cfg.timestep_window == 'rescale': t = lo + (hi - lo) * t
     return [round(x, 6) for x in t.tolist()]
 
 # %% ../nbs/11_train.ipynb #5c55bfe5
 def plot_timesteps(cfg: RunConfig, n: int = 20_000, window: tuple[float, float] | None = None, seed: int = 0):
-    "Histogram of `n` training timesteps of `cfg`, with its validation quantiles marked; returns the figure."
+    "Histogram of `n` training timesteps of `cfg` (biased; unbiased outline), validation quantiles marked; the figure."
     import matplotlib.pyplot as plt
     t = sample_timesteps(cfg, n, torch.Generator().manual_seed(seed), window)
     fig, ax = plt.subplots(figsize=(6, 2.5))
-    ax.hist(t.numpy(), bins=50, range=(0, 1), density=True, alpha=0.7)
+    ax.hist(t.numpy(), bins=50, range=(0, 1), density=True, alpha=0.7, label='training draws')
+    if not _balanced(cfg):
+        plain = dataclasses.replace(cfg, timestep_bias='balanced')
+        u = sample_timesteps(plain, n, torch.Generator().manual_seed(seed), window)
+        ax.hist(u.numpy(), bins=50, range=(0, 1), density=True, histtype='step', color='k', lw=0.8, label='unbiased')
     for q in timestep_quantiles(cfg, window=window): ax.axvline(q, color='k', lw=0.6, ls=':')
-    ax.set_xlabel('timestep t (0 clean, 1 noise)')
-    ax.set_title(f'{cfg.timestep_sampling}, window {window or (cfg.min_timestep, cfg.max_timestep)}')
+    ax.set_xlabel('timestep t (0 clean, 1 noise); dotted: validation timesteps')
+    bias = '' if _balanced(cfg) else f', bias {cfg.timestep_bias} {cfg.timestep_bias_strength:g}'
+    ax.set_title(f'{cfg.timestep_sampling}{bias}, window {window or (cfg.min_timestep, cfg.max_timestep)}')
+    if not _balanced(cfg): ax.legend(fontsize='small')
     plt.close(fig)  # shown once, as the returned value
     return fig
 
@@ -503,14 +581,16 @@ def _pad_text(text: torch.Tensor) -> torch.Tensor:
 
 # %% ../nbs/11_train.ipynb #65f74df1
 def load_batch(batch: list[CacheEntry], plan: DatasetPlan | None = None, seed: int = 0, epoch: int = 0,
-               index: int = 0) -> dict[str, torch.Tensor]:
+               index: int = 0,
+               preservation: bool = False,  # DOP: also each item's preservation caption, as `preservation_text`
+              ) -> dict[str, torch.Tensor]:
     "Stacked `latents` (B, C, T, H, W), zero-padded `text` (B, 512, D), and I2V's `y` / `image` where cached."
     loaded = []
     for i, entry in enumerate(batch):
         rate = plan.datasets[entry.item.dataset].caption_dropout if plan else 0.0
         drop = rate > 0 and random.Random(f'{seed}/{epoch}/{index}/{i}').random() < rate
-        tensors = load_entry(entry, drop_caption=drop)  # reads only the text this item uses
-        loaded.append(dict(tensors, text=_pad_text(tensors['text'])))
+        tensors = load_entry(entry, drop_caption=drop, preservation=preservation)  # reads only the texts it uses
+        loaded.append({k: _pad_text(v) if k.endswith('text') else v for k, v in tensors.items()})
     return {k: torch.stack([t[k] for t in loaded]).float() for k in loaded[0]}
 
 # %% ../nbs/11_train.ipynb #3b28cf21
@@ -527,11 +607,20 @@ class StepEvent:
     samples_per_s: float
     data_wait_s: float  # time this step waited for its batches
     peak_memory_mb: float
+    epoch_end: bool = False  # this step finished an epoch (`epoch` is the one after it)
+    dop_loss: float | None = None  # DOP: MSE of the LoRA's to the base model's predictions on preservation captions
+
+# %% ../nbs/11_train.ipynb #4ff71856
+def due(event: StepEvent, every_n_steps: int | None = None, every_n_epochs: int | None = None) -> bool:
+    "True when the step of `event` ends an interval of `every_n_steps` steps or (ending an epoch) `every_n_epochs` epochs."
+    by_steps = bool(every_n_steps) and event.step % every_n_steps == 0
+    return by_steps or (bool(every_n_epochs) and event.epoch_end and event.epoch % every_n_epochs == 0)
 
 # %% ../nbs/11_train.ipynb #de46dded
 class Callback:
     "Subscribes to a `Trainer`'s events: override the `on_<event>` methods needed; the rest do nothing."
     def on_train_begin(self, trainer): pass
+    def on_resume(self, trainer, folder: Path, changes: dict[str, tuple]): pass  # restored: {option: (old, new)}
     def on_step_end(self, trainer, event: StepEvent): pass
     def on_evaluation(self, trainer, evaluation): pass
     def on_checkpoint(self, trainer, folder: Path): pass
@@ -542,15 +631,18 @@ class Callback:
 
 # %% ../nbs/11_train.ipynb #7c25a5a4
 class ProgressBar(Callback):
-    "A tqdm bar over optimizer steps showing loss and learning rate."
+    "A tqdm bar over optimizer steps showing loss and learning rate; it prints how steps were counted, why a run stopped."
     def on_train_begin(self, trainer):
         cfg = trainer.config
-        self.bar = tqdm(total=cfg.max_train_steps, initial=trainer.step, desc=cfg.name, unit='step',
+        self.bar = tqdm(total=trainer.total_steps, initial=trainer.step, desc=cfg.name, unit='step',
                         disable=not trainer.is_main_process)
+        if trainer.steps_note and trainer.is_main_process: self.bar.write(f'{cfg.name}: {trainer.steps_note}')
     def on_step_end(self, trainer, event: StepEvent):
         self.bar.set_postfix(loss=f'{event.loss:.4f}', lr=f'{event.lr:.2e}', refresh=False)  # update() draws
         self.bar.update(1)
-    def on_train_end(self, trainer, final: Path): self.bar.close()
+    def on_train_end(self, trainer, final: Path):
+        self.bar.close()
+        if trainer.stop_reason and trainer.is_main_process: print(f'{trainer.config.name}: {trainer.stop_reason}')
 
 # %% ../nbs/11_train.ipynb #3f7a1c3f
 class EventLog(Callback):
@@ -674,6 +766,9 @@ class Trainer:
         self.step = self.epoch = self.batch_in_epoch = 0
         self.rng = torch.Generator().manual_seed(cfg.seed + 7919 * self.accelerator.process_index)
         self.losses: list[float] = []
+        self.init_lora_record: dict[str, str] = {}  # {file name: sha256 prefix} of init_lora (`_init_loras`)
+        self.total_steps, self.steps_note = cfg.max_train_steps, None  # `_count_steps` sets them
+        self.stop_reason, self._final_from, self._checkpoint_step = None, None, None  # `request_stop`
 
 # %% ../nbs/11_train.ipynb #fbf1464d
 @patch
@@ -724,6 +819,17 @@ def _refuse_sizes(plan: DatasetPlan, info) -> None:
                             f"which {info.variant} needs (its latents are cut into 2x2 patches); set each dataset's "
                             "resolution to multiples of 32 and check `wan-nb plan`.")
 
+# %% ../nbs/11_train.ipynb #c2a3254b
+def _refuse_without_preservation(plan: DatasetPlan):
+    "Refuse DOP (`dop_multiplier` > 0) when a training dataset has no preservation captions (no `preservation_class`)."
+    bare = [f"[[datasets]] {s.index} ({s.source_as_written})" for s in plan.datasets
+            if s.split == 'train' and s.preservation_class is None]
+    if bare:
+        raise TrainingError(f"{plan.config}: dop_multiplier > 0 (differential output preservation) needs a preservation "
+                            f"caption for every training item, and {'; '.join(bare)} has no preservation_class. Add "
+                            "preservation_class = \"...\" (the class word the trigger stands for, e.g. \"person\") to "
+                            "[general] or to that dataset, or set dop_multiplier = 0.")
+
 # %% ../nbs/11_train.ipynb #31596e4c
 @patch
 def _setup_data(self: Trainer):
@@ -731,6 +837,7 @@ def _setup_data(self: Trainer):
     cfg = self.config
     self.plan = plan_dataset(cfg.dataset, progress=self.progress and self.is_main_process)
     _refuse_sizes(self.plan, self.model_info)
+    if cfg.dop_multiplier: _refuse_without_preservation(self.plan)  # before anything is cached
     if self.is_main_process:
         report = build_cache(self.plan, self.source, device=self.device, progress=self.progress)
         if report.failures:
@@ -743,17 +850,58 @@ def _setup_data(self: Trainer):
     if self.batches_per_epoch == 0:
         raise TrainingError(f"{cfg.dataset}: no training batch for {n} processes; add data.")
 
+# %% ../nbs/11_train.ipynb #3cdae683
+def epoch_steps(epochs: int, batches_per_epoch: int, gradient_accumulation_steps: int = 1) -> int:
+    "Optimizer steps covering `epochs` epochs of `batches_per_epoch` batches (a last partial step ends the last epoch)."
+    return math.ceil(epochs * batches_per_epoch / gradient_accumulation_steps)
+
+# %% ../nbs/11_train.ipynb #48e2160e
+@patch
+def _count_steps(self: Trainer):
+    "Set `total_steps` (and `steps_note`, the line saying how): `max_train_steps`, or the steps of `max_train_epochs`."
+    cfg = self.config
+    if not cfg.max_train_epochs:
+        self.total_steps, self.steps_note = cfg.max_train_steps, None
+        return
+    ga, per = cfg.gradient_accumulation_steps, ' per process' if self.accelerator.num_processes > 1 else ''
+    self.total_steps = epoch_steps(cfg.max_train_epochs, self.batches_per_epoch, ga)
+    self.steps_note = (f"max_train_epochs {cfg.max_train_epochs}: {self.total_steps} optimizer steps "
+                       f"({self.batches_per_epoch} batches per epoch{per}, gradient_accumulation_steps {ga}); "
+                       "max_train_steps is not used")
+
 # %% ../nbs/11_train.ipynb #d0fcabcb
+_LION_BETAS = (0.9, 0.99)  # Lion's own defaults (the paper, bitsandbytes, lion-pytorch)
+
+def optimizer_options(cfg: RunConfig) -> dict:
+    "The optimizer's hyperparameters from the run (its param groups' keys): lr, weight_decay, betas and, but for Lion, eps."
+    lion = cfg.optimizer.startswith('lion')
+    betas = _LION_BETAS if lion and tuple(cfg.adam_betas) == RunConfig.adam_betas else tuple(cfg.adam_betas)
+    options = dict(lr=cfg.learning_rate, weight_decay=cfg.weight_decay, betas=betas)
+    return options if lion else dict(options, eps=cfg.adam_eps)
+
+# %% ../nbs/11_train.ipynb #01a84824
+def make_optimizer(cfg: RunConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    "The run's `optimizer` over `params`; for adamw_bf16 the parameters become bf16 first (optimi keeps its state in their dtype)."
+    name, options = cfg.optimizer, optimizer_options(cfg)
+    if name == 'adamw': return torch.optim.AdamW(params, **options)
+    if name == 'adamw_bf16':
+        import optimi
+        for p in params: p.data = p.data.bfloat16()
+        return optimi.AdamW(params, kahan_sum=True, **options)  # Kahan summation: bf16 weights lose no small updates
+    if name == 'prodigy':
+        from prodigyopt import Prodigy
+        if cfg.learning_rate < 0.1:
+            warnings.warn(f"optimizer = 'prodigy' finds the step size itself and learning_rate ({cfg.learning_rate}) "
+                          "multiplies it: set learning_rate = 1.0 (Prodigy's default).", stacklevel=2)
+        return Prodigy(params, **options)
+    import bitsandbytes as bnb
+    return {'adamw8bit': bnb.optim.AdamW8bit, 'lion': bnb.optim.Lion, 'lion8bit': bnb.optim.Lion8bit}[name](params, **options)
+
+# %% ../nbs/11_train.ipynb #91b787f6
 @patch
 def _optimizer(self: Trainer, params) -> torch.optim.Optimizer:
-    "AdamW (torch) or AdamW8bit (bitsandbytes) over `params`."
-    cfg = self.config
-    kw = dict(lr=cfg.learning_rate, weight_decay=cfg.weight_decay, betas=tuple(cfg.adam_betas),
-              eps=cfg.adam_eps)
-    if cfg.optimizer == 'adamw8bit':
-        import bitsandbytes as bnb
-        return bnb.optim.AdamW8bit(params, **kw)
-    return torch.optim.AdamW(params, **kw)
+    "The run's optimizer (`make_optimizer`) over the LoRA parameters `params`."
+    return make_optimizer(self.config, params)
 
 # %% ../nbs/11_train.ipynb #79965530
 @patch
@@ -791,7 +939,7 @@ def prepare_experts(self: Trainer, experts: dict[str, torch.nn.Module]):
     if len(self.swaps) > 1: trade_experts(list(self.swaps.values()))
     self.optimizer = self._optimizer(params)
     self.lr_schedule = get_scheduler(cfg.lr_scheduler, self.optimizer, num_warmup_steps=cfg.lr_warmup_steps,
-                                     num_training_steps=cfg.max_train_steps)
+                                     num_training_steps=self.total_steps)
     placement = [not self.swaps] * len(experts) + [True]  # a BlockSwap places its transformer itself
     prepared = self.accelerator.prepare(*experts.values(), self.optimizer, device_placement=placement)
     self.experts, self.optimizer = dict(zip(experts, prepared[:-1])), prepared[-1]
@@ -799,16 +947,132 @@ def prepare_experts(self: Trainer, experts: dict[str, torch.nn.Module]):
     self.transformer = unwrap('single') or unwrap('high')  # what previews sample with
     self.transformer_2 = unwrap('low')
 
+# %% ../nbs/11_train.ipynb #64dab03e
+import hashlib, re
+from .lora_io import Lora, diffusers_name, read_lora, split_block
+
+# %% ../nbs/11_train.ipynb #a006e4a4
+_EXPERT_FILES = {'single': 'lora.safetensors', 'high': 'lora_high_noise.safetensors', 'low': 'lora_low_noise.safetensors'}
+
+def init_lora_files(path: Path, roles: list[str]) -> dict[str, Path]:
+    "The LoRA each expert role starts from: `path` itself (one expert), or the role's file in a wan-nb folder."
+    path = Path(path)
+    if not path.exists(): raise FileNotFoundError(f"init_lora = {path}: no such file or folder.")
+    if not (path.is_dir() and any((path/f).is_file() for f in _EXPERT_FILES.values())):  # a file (or a peft folder)
+        if len(roles) == 1: return {roles[0]: path}
+        raise ValueError(f"init_lora = {path}: one LoRA, but the run trains both Wan 2.2 experts; name a folder "
+                         "with lora_high_noise.safetensors and lora_low_noise.safetensors (a wan-nb final/ or "
+                         "checkpoint folder), or set expert = 'high' or 'low'.")
+    files = {r: path/_EXPERT_FILES[r] for r in roles}
+    if missing := [f.name for f in files.values() if not f.is_file()]:
+        raise ValueError(f"init_lora = {path}: no {' or '.join(missing)} in it, which this run trains from; name a "
+                         f"folder with {', '.join(f.name for f in files.values())}, or a LoRA file.")
+    return files
+
+# %% ../nbs/11_train.ipynb #7c8927dc
+def _block_spec(blocks: set[int]) -> str:
+    "Block indices as a `blocks` spec: {0, 1, 2, 5} -> '0-2,5'."
+    runs = []
+    for b in sorted(blocks):
+        if runs and b == runs[-1][1] + 1: runs[-1][1] = b
+        else: runs.append([b, b])
+    return ','.join(f'{a}-{z}' if z > a else str(a) for a, z in runs)
+
+# %% ../nbs/11_train.ipynb #51f3bd5a
+def _left_out(names, targets: str, blocks: str | None) -> list[str]:
+    "The layer `names` (diffusers) that `targets` and `blocks` do not select."
+    pattern, keep = target_pattern(targets), parse_blocks(blocks)
+    return sorted(n for n in names if not ((hit := pattern.fullmatch(n)) and (keep is None or int(hit[1]) in keep)))
+
+def init_lora_config(cfg: RunConfig, lora: Lora) -> RunConfig:
+    "`cfg` with the rank, alpha, targets and blocks of `lora`; refused where `cfg` explicitly sets them otherwise."
+    ranks, layers = sorted({m.rank for m in lora.modules.values()}), {n: split_block(n) for n in lora.modules}
+    if len(ranks) != 1:
+        raise ValueError(f"{lora.source}: init_lora has ranks {ranks}; a run trains one rank: start without init_lora.")
+    if outside := [n for n, b in layers.items() if b is None]:
+        raise ValueError(f"{lora.source}: init_lora changes {outside[0]}, outside the transformer blocks, which wan-nb "
+                         "does not train: start without init_lora, or use a LoRA of the blocks only.")
+    default = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+    if cfg.rank not in (ranks[0], default['rank']):
+        raise ValueError(f"{lora.source}: init_lora has rank {ranks[0]}, but the run config sets rank = {cfg.rank}; "
+                         "remove rank from the run config (it comes from the file), or start without init_lora.")
+    shape = dict(rank=ranks[0])
+    if (cfg.targets, cfg.blocks) == (default['targets'], default['blocks']):
+        shape.update(targets='|'.join(sorted({re.escape(b[1]) for b in layers.values()})),
+                     blocks=_block_spec({b[0] for b in layers.values()}))
+    elif left := _left_out(layers, cfg.targets, cfg.blocks):
+        raise ValueError(f"{lora.source}: init_lora has {len(left)} layer(s) that targets = {cfg.targets!r}, blocks = "
+                         f"{cfg.blocks!r} leave out (e.g. {left[0]}); remove targets and blocks from the run config "
+                         "(they come from the file), or widen them.")
+    alphas = {m.alpha for m in lora.modules.values()}
+    if cfg.alpha is None and len(alphas) == 1: shape['alpha'] = alphas.pop()  # else load_lora_adapter rescales B
+    return dataclasses.replace(cfg, **shape)
+
+# %% ../nbs/11_train.ipynb #47577ffe
+def _refuse_misfit(layers: dict, lora: Lora, adapter: str):
+    "Refuse a LoRA whose layers or ranks the adapter `layers` ({diffusers name: peft LoRA layer}) cannot take."
+    if extra := sorted(set(lora.modules) - set(layers)):
+        raise ValueError(f"{lora.source}: it changes {len(extra)} layer(s) the run's adapter does not train (e.g. "
+                         f"{extra[0]}); set targets and blocks as the LoRA was trained (e.g. targets = 'all', no blocks).")
+    for name, m in lora.modules.items():
+        A, B = layers[name].lora_A[adapter].weight, layers[name].lora_B[adapter].weight
+        if m.shape != (B.shape[0], A.shape[1]):
+            raise ValueError(f"{lora.source}: layer {name} is {m.shape} in the LoRA but {(B.shape[0], A.shape[1])} in "
+                             "the model: the LoRA was made for another base model. Use the model it was trained on.")
+        if m.rank != A.shape[0]:
+            raise ValueError(f"{lora.source}: rank {m.rank} at {name}, but the run's adapter has rank {A.shape[0]}; "
+                             f"set rank = {m.rank}.")
+
+# %% ../nbs/11_train.ipynb #fdc55529
+@torch.no_grad()
+def load_lora_adapter(model: torch.nn.Module, lora: Lora, adapter: str = 'default') -> torch.nn.Module:
+    "Copy `lora`'s factors into the peft adapter of `model` in place (a layer the LoRA lacks: zero update)."
+    from peft.tuners.lora import LoraLayer
+    layers = {diffusers_name(n.removeprefix('base_model.model.')) or n: m for n, m in model.named_modules()
+              if isinstance(m, LoraLayer) and adapter in m.lora_A}
+    _refuse_misfit(layers, lora, adapter)
+    for name, layer in layers.items():
+        A, B = layer.lora_A[adapter].weight, layer.lora_B[adapter].weight
+        if (m := lora.modules.get(name)) is None: B.zero_(); continue
+        ratio = m.scale / layer.scaling[adapter]  # 1 unless the file has another alpha / rank
+        A.copy_(m.A)
+        B.copy_(m.B if math.isclose(ratio, 1.0, rel_tol=1e-6) else m.B.float() * ratio)
+    return model
+
+# %% ../nbs/11_train.ipynb #ce9a343e
+def _sha256(path: Path) -> str:
+    "The sha256 of a file, or of a folder's files in name order (a peft folder)."
+    h = hashlib.sha256()
+    for f in sorted(Path(path).rglob('*')) if Path(path).is_dir() else [Path(path)]:
+        if f.is_file(): h.update(f.read_bytes())
+    return h.hexdigest()
+
+@patch
+def _init_loras(self: Trainer) -> dict[str, Lora]:
+    "Read the init_lora file of each expert this run trains; the run config takes their rank, alpha and layers."
+    files = init_lora_files(self.config.init_lora, self.roles)
+    loras = {role: read_lora(f) for role, f in files.items()}
+    for lora in loras.values(): self.config = init_lora_config(self.config, lora)
+    self.init_lora_record = {f.name: _sha256(f)[:16] for f in files.values()}
+    return loras
+
+@patch
+def init_lora_metadata(self: Trainer) -> dict[str, str]:
+    "`wan_nb.init_lora`: the file(s) the run started from as JSON {file name: sha256 prefix}; {} for a fresh LoRA."
+    return {'wan_nb.init_lora': json.dumps(self.init_lora_record)} if self.init_lora_record else {}
+
 # %% ../nbs/11_train.ipynb #b551fa0f
 @patch
-def _setup_model(self: Trainer):
+def _setup_model(self: Trainer, init: bool = True):  # init: start from init_lora (False: a resume restores weights)
     "Load the transformer(s) to train, 8-bit if asked, into CPU memory when some of their weights wait there."
+    loras = self._init_loras() if init and self.config.init_lora else {}
     cfg = self.config
     names = tuple('transformer_2' if r == 'low' else 'transformer' for r in self.roles)
     quantization = None if cfg.base_quantization == 'none' else cfg.base_quantization
     wan = load_wan(self.source, components=names, dtype=self.dtype, quantization=quantization,
                    device='cpu' if self._offloads() else self.device)
     self.prepare_experts({role: getattr(wan, name) for role, name in zip(self.roles, names)})
+    for role, lora in loras.items(): load_lora_adapter(self.accelerator.unwrap_model(self.experts[role]), lora)
 
 # %% ../nbs/11_train.ipynb #dfe5e754
 @patch
@@ -820,8 +1084,8 @@ def active_expert(self: Trainer) -> tuple[str, tuple[float, float]]:
 
 # %% ../nbs/11_train.ipynb #1938003a
 @patch
-def _loss(self: Trainer, model, batch: dict, window) -> tuple[torch.Tensor, torch.Tensor]:
-    "Flow-matching loss of a batch and its timesteps (drawn inside `window`)."
+def _loss(self: Trainer, model, batch: dict, window) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    "Flow-matching loss of a batch, its timesteps (drawn inside `window`), and with DOP on the DOP term (else None)."
     x0 = batch['latents']
     t = sample_timesteps(self.config, len(x0), self.rng, window)
     noise = torch.randn(x0.shape, generator=self.rng)
@@ -830,14 +1094,41 @@ def _loss(self: Trainer, model, batch: dict, window) -> tuple[torch.Tensor, torc
     mixed = self.accelerator.mixed_precision != 'no'
     with self.accelerator.autocast() if mixed else contextlib.nullcontext():
         pred = model(**model_inputs(task, xt, t, batch, self.device, self.dtype))[0]
+        dop = self._dop_loss(model, batch, xt, t) if self.config.dop_multiplier else None
     scored = lambda x: scored_frames(task, x.float())
-    return torch.nn.functional.mse_loss(scored(pred), scored(target.to(self.device))), t
+    return torch.nn.functional.mse_loss(scored(pred), scored(target.to(self.device))), t, dop
+
+# %% ../nbs/11_train.ipynb #c03af4df
+@contextlib.contextmanager
+def adapters_off(model: torch.nn.Module):
+    "Inside the block `model` (a diffusers transformer with a peft LoRA) runs as its base model."
+    model.disable_adapters()
+    try: yield
+    finally: model.enable_adapters()
+
+# %% ../nbs/11_train.ipynb #0e05580c
+@patch
+def _dop_loss(self: Trainer, model, batch: dict, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    "DOP's term: MSE between the LoRA model's and the base model's predictions on the preservation caption at `xt`, `t`."
+    task, expert = self.model_info.task, self.accelerator.unwrap_model(model)  # unwrapped: DDP sees one forward per step
+    inputs = model_inputs(task, xt, t, dict(batch, text=batch['preservation_text']), self.device, self.dtype)
+    with torch.no_grad(), adapters_off(expert): prior = expert(**inputs)[0]
+    scored = lambda x: scored_frames(task, x.float())
+    return torch.nn.functional.mse_loss(scored(expert(**inputs)[0]), scored(prior))
 
 # %% ../nbs/11_train.ipynb #be27bba2
+from .lora_io import plan_metadata
+
+def _architecture(variant: str, task: str, generation: str) -> str:
+    "ModelSpec's architecture of a Wan LoRA: the release it was trained on (`wan2.2-i2v-a14b/lora`), else generation-task."
+    return f"{variant if variant != 'custom' else f'{generation}-{task}'}/lora"
+
 @patch
-def lora_metadata(self: Trainer) -> dict[str, str]:
-    "kohya-style `ss_*` fields (read by LoRA sites and tools) plus wan-nb's run record."
-    cfg = self.config
+def lora_metadata(self: Trainer, expert: str = 'single') -> dict[str, str]:
+    "The header of `expert`'s LoRA: kohya `ss_*` and ModelSpec fields (read by LoRA sites and tools), the data, the run."
+    cfg, info = self.config, self.model_info
+    generation = 'wan2.2' if self.boundary or info.task == 'ti2v' else 'wan2.1'
+    lo, hi = self.windows[expert]
     return {
         'ss_network_module': 'networks.lora',
         'ss_network_dim': str(cfg.rank),
@@ -847,21 +1138,29 @@ def lora_metadata(self: Trainer) -> dict[str, str]:
         'ss_seed': str(cfg.seed),
         'ss_steps': str(self.step),
         'ss_epoch': str(self.epoch),
-        'ss_base_model_version': 'wan2.2' if self.boundary or self.model_info.task == 'ti2v' else 'wan2.1',
-        'wan_nb.task': self.model_info.task,
+        'ss_base_model_version': generation,
+        'modelspec.sai_model_spec': '1.0.0',
+        'modelspec.architecture': _architecture(info.variant, info.task, generation),
+        'modelspec.implementation': f'https://github.com/Wan-Video/{generation.capitalize()}',
+        'modelspec.title': cfg.name if expert == 'single' else f'{cfg.name} ({expert} noise)',
+        'modelspec.date': datetime.now().astimezone().isoformat(timespec='seconds'),
+        **({} if (lo, hi) == (0.0, 1.0) else {'modelspec.timestep_range': f'{round(lo * 1000)},{round(hi * 1000)}'}),
+        **plan_metadata(self.plan),
+        'wan_nb.task': info.task,
         'wan_nb.run': json.dumps(dataclasses.asdict(cfg)),
         'wan_nb.plan_fingerprint': self.plan.fingerprint,
         'wan_nb.step': str(self.step),
+        **self.init_lora_metadata(),
     }
 
 # %% ../nbs/11_train.ipynb #d287d263
 @patch
 def _lora_files(self: Trainer, folder: Path):
-    "Write each expert's LoRA to `folder`: `lora.safetensors`, or `lora_{high,low}_noise.safetensors`."
+    "Write each expert's LoRA to `folder` in `save_dtype`: `lora.safetensors`, or `lora_{high,low}_noise.safetensors`."
     for name, model in self.experts.items():
-        lora = lora_from_peft_model(self.accelerator.unwrap_model(model), metadata=self.lora_metadata())
+        lora = lora_from_peft_model(self.accelerator.unwrap_model(model), metadata=self.lora_metadata(name))
         file = 'lora.safetensors' if name == 'single' else f'lora_{name}_noise.safetensors'
-        write_lora(lora, folder/file)
+        write_lora(lora, folder/file, dtype=self.config.save_dtype)
 
 # %% ../nbs/11_train.ipynb #a15c95a9
 @patch
@@ -881,7 +1180,7 @@ def _model_record(self: Trainer) -> dict[str, str]:
 # %% ../nbs/11_train.ipynb #73f40966
 @patch
 def _resume_state(self: Trainer, generators: list[dict]) -> dict:
-    "What `state.pt` holds: position, losses, adapters, optimizer, LR schedule and `generators`."
+    "What `state.pt` holds: position, losses, adapters, optimizer, LR schedule, `generators`, run config, plan."
     unwrap = self.accelerator.unwrap_model
     return dict(
         step=self.step,
@@ -893,6 +1192,9 @@ def _resume_state(self: Trainer, generators: list[dict]) -> dict:
         lr_schedule=self.lr_schedule.state_dict(),
         generators=generators,
         model=self._model_record(),
+        config=dataclasses.asdict(self.config),  # what a resume compares its options with
+        plan=self.plan.fingerprint,
+        init_lora=self.init_lora_record,
     )
 
 # %% ../nbs/11_train.ipynb #4820d8c9
@@ -984,27 +1286,32 @@ def _refuse_other_task(self: Trainer, trained_on: dict | None):
         "on, or start a new run (another output_dir) without --resume.")
 
 # %% ../nbs/11_train.ipynb #4fc1c8ed
-@patch
-def load_checkpoint(self: Trainer, folder: Path):
-    "Restore everything `save_checkpoint` wrote, so that training continues exactly."
+def _read_state(folder: Path) -> dict:
+    "The contents of `folder/state.pt`, read without running pickled code."
     path = Path(folder)/'state.pt'
-    try: state = torch.load(path, weights_only=True)  # weights_only: runs no pickled code
+    try: return torch.load(path, weights_only=True)  # weights_only: runs no pickled code
     except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
         raise TrainingError(f"{path}: refused or unreadable ({type(e).__name__}); checkpoints are loaded with "
                             "torch.load(weights_only=True) and never run pickled code. Resume from another "
                             "checkpoint (--resume latest).") from None
-    self._restore(state)
 
 @patch
-def _restore(self: Trainer, state: dict):
-    "Put the trainer in the state `state` (a checkpoint's `state.pt`) describes."
+def load_checkpoint(self: Trainer, folder: Path):
+    "Restore everything `save_checkpoint` wrote, so that training continues exactly."
+    self._restore(_read_state(folder))
+
+@patch
+def _restore(self: Trainer, state: dict, changes: dict | None = None):
+    "Put the trainer in the state `state` (a checkpoint's `state.pt`) describes; with `changes`, the run's options apply."
     self._refuse_other_task(state.get('model'))
     for name, model in self.experts.items():
         set_peft_model_state_dict(self.accelerator.unwrap_model(model), state['adapters'][name])
     self.optimizer.load_state_dict(state['optimizer'])
     self.lr_schedule.load_state_dict(state['lr_schedule'])
+    if changes: self._apply_options()
     self.step, self.epoch, self.batch_in_epoch = state['step'], state['epoch'], state['batch_in_epoch']
     self.losses = state['losses']
+    self.init_lora_record = state.get('init_lora', {})
     g = state['generators'][self.accelerator.process_index]
     self.rng.set_state(g['rng'])
     torch.set_rng_state(g['torch_rng'])
@@ -1027,14 +1334,15 @@ def _positions(self: Trainer):
 def _micro_batches(self: Trainer, pool):
     "Yield (epoch, position, batch tensors, seconds waited) from the current position, loading one ahead."
     cfg = self.config
+    load = functools.partial(load_batch, preservation=cfg.dop_multiplier > 0)
     it = self._positions()
     epoch, i, batch = next(it)
-    ahead = pool.submit(load_batch, batch, self.plan, cfg.seed, epoch, i)
+    ahead = pool.submit(load, batch, self.plan, cfg.seed, epoch, i)
     for nxt in it:
         t0 = time.perf_counter()
         data = ahead.result()
         waited = time.perf_counter() - t0
-        ahead = pool.submit(load_batch, nxt[2], self.plan, cfg.seed, *nxt[:2])  # loads during this step
+        ahead = pool.submit(load, nxt[2], self.plan, cfg.seed, *nxt[:2])  # loads during this step
         yield epoch, i, data, waited
         epoch, i, batch = nxt
 
@@ -1060,24 +1368,33 @@ def peak_memory_mb(device: torch.device) -> float:
     if torch.device(device).type == 'cuda': return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # Linux reports KiB
 
+# %% ../nbs/11_train.ipynb #676a3354
+@patch
+def _mean_loss(self: Trainer, losses: list[torch.Tensor]) -> float:
+    "The mean of a step's micro-batch losses over the micro-batches and the processes."
+    mean = torch.stack(losses).mean()
+    return (self.accelerator.gather(mean.reshape(1)).mean() if self.accelerator.num_processes > 1 else mean).item()
+
 # %% ../nbs/11_train.ipynb #1a921e66
 @patch
 def _optimizer_step(self: Trainer, batches) -> StepEvent:
     "Run the micro-batches of one optimizer step and step the optimizer and the LR schedule."
-    cfg, acc = self.config, self.accelerator
+    cfg, acc, epoch_before = self.config, self.accelerator, self.epoch
     name, window = self.active_expert()
     model = self.experts[name]
-    losses, ts, wait, samples, t0 = [], [], 0.0, 0, time.perf_counter()
+    losses, dops, ts, wait, samples, t0 = [], [], [], 0.0, 0, time.perf_counter()
     for _ in range(cfg.gradient_accumulation_steps):
         epoch, pos, batch, waited = next(batches)
         with acc.accumulate(model):
-            loss, t = self._loss(model, batch, window)
-            if not torch.isfinite(loss): self._stop(loss, t)
-            acc.backward(loss)
+            loss, t, dop = self._loss(model, batch, window)
+            total = loss if dop is None else loss + cfg.dop_multiplier * dop
+            if not torch.isfinite(total): self._stop(total, t)
+            acc.backward(total)
             grad_norm = self._clip() if cfg.max_grad_norm and acc.sync_gradients else None
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
         losses.append(loss.detach())
+        if dop is not None: dops.append(dop.detach())
         ts += t.tolist()
         wait += waited
         samples += len(t)
@@ -1085,35 +1402,33 @@ def _optimizer_step(self: Trainer, batches) -> StepEvent:
         self.epoch, self.batch_in_epoch = (epoch, pos + 1) if more else (epoch + 1, 0)
     self.lr_schedule.step()
     self.step += 1
-    step_loss = torch.stack(losses).mean()
-    mean = (acc.gather(step_loss.reshape(1)).mean() if acc.num_processes > 1 else step_loss).item()
+    mean = self._mean_loss(losses)
     self.losses.append(mean)
     speed = samples * acc.num_processes / (time.perf_counter() - t0)
     return StepEvent(self.step, self.epoch, mean, self.lr_schedule.get_last_lr()[0],
                      float(grad_norm) if grad_norm is not None else float('nan'), ts, name,
-                     speed, wait, peak_memory_mb(self.device))
+                     speed, wait, peak_memory_mb(self.device), self.epoch > epoch_before,
+                     dop_loss=self._mean_loss(dops) if dops else None)
 
 # %% ../nbs/11_train.ipynb #1daef27b
 @patch
-def _checkpoint_due(self: Trainer, epoch_before: int) -> bool:
-    "True when the step just taken ends a checkpoint interval (in steps, or in epochs)."
-    cfg = self.config
-    by_steps = cfg.checkpoint_every_n_steps and self.step % cfg.checkpoint_every_n_steps == 0
-    n = cfg.checkpoint_every_n_epochs
-    by_epochs = n and self.epoch > epoch_before and self.epoch % n == 0
-    return bool(by_steps or by_epochs)
+def _checkpoint_due(self: Trainer, event: StepEvent) -> bool:
+    "True when the step of `event` ends a checkpoint interval (`checkpoint_every_n_steps` or `_epochs`)."
+    return due(event, self.config.checkpoint_every_n_steps, self.config.checkpoint_every_n_epochs)
 
 # %% ../nbs/11_train.ipynb #e8ae0f49
 @patch
 def _save_final(self: Trainer) -> Path:
-    "Write the final LoRA file(s) to `output_dir/final` (main process); the folder."
+    "Write the final LoRA file(s) to `output_dir/final` (main process): the current ones, or those of `_final_from`."
     final = self.output_dir/'final'
     self.accelerator.wait_for_everyone()
     if self.is_main_process:
         try:
             with atomic_path(final) as tmp:
                 tmp.mkdir()
-                self._lora_files(tmp)
+                if self._final_from is None: self._lora_files(tmp)
+                else:
+                    for f in sorted(Path(self._final_from).glob('lora*.safetensors')): shutil.copy2(f, tmp/f.name)
         except DiskFullError as e:
             raise _disk_full(e, f"step {self.step}: the final LoRA", latest_checkpoint(self.output_dir)) from None
     return final
@@ -1127,6 +1442,84 @@ def _phase(self: Trainer, name: str):
     yield
     self.phase_memory_mb[name] = round(peak_memory_mb(self.device), 1)
 
+# %% ../nbs/11_train.ipynb #b6844c00
+_FIXED = {  # the options a resume cannot change, and why
+    'rank': "the checkpoint's LoRA tensors have its shape",
+    'alpha': "the trained weights were learned at its scale",
+    'targets': "the checkpoint's LoRA has exactly its layers",
+    'blocks': "the checkpoint's LoRA has exactly its layers",
+    'expert': "the checkpoint holds the adapters and optimizer state of its experts",
+    'optimizer': "the checkpoint's optimizer state is of its kind",
+    'seed': "the order of the current epoch's batches comes from it",
+}
+_ADAPTER = ('rank', 'alpha', 'targets', 'blocks')  # what an init_lora run takes from its file
+
+# %% ../nbs/11_train.ipynb #d33dc757
+def config_changes(recorded: dict, cfg: RunConfig) -> dict[str, tuple]:
+    "{field: (the checkpoint's value, the new one)} for each field of `cfg` that differs from the `recorded` config."
+    return {k: (recorded[k], v) for k, v in dataclasses.asdict(cfg).items() if k in recorded and recorded[k] != v}
+
+# %% ../nbs/11_train.ipynb #e1709b20
+@patch
+def _refuse_change(self: Trainer, folder: Path, name: str, old, new):
+    "Raise the TrainingError of a resume that changes `_FIXED` option `name` from `old` to `new`."
+    fresh = "start a new run (another output_dir)" + ('' if name in _ADAPTER else
+                                                    f" from these weights with init_lora = {folder}")
+    raise TrainingError(f"{folder}: {name} = {old!r} in the checkpoint's run, {new!r} now; {name} cannot change on "
+                        f"resume ({_FIXED[name]}). Set {name} = {old!r} again to resume, or {fresh}.")
+
+@patch
+def _checked_changes(self: Trainer, folder: Path, state: dict) -> dict[str, tuple]:
+    "The options this resume changes; refuses another model, other data or a changed `_FIXED` option, naming the fix."
+    self._refuse_other_task(state.get('model'))
+    was, now = state.get('model'), self._model_record()
+    fresh = f"or start a new run (another output_dir) from these weights with init_lora = {folder}"
+    if was and was['variant'] != now['variant']:
+        raise TrainingError(f"{folder}: trained on {was['model']} ({was['variant']}), but this run's model is "
+                            f"{now['model']} ({now['variant']}). Resume with the model it was trained on, {fresh}.")
+    if state.get('plan', self.plan.fingerprint) != self.plan.fingerprint:
+        raise TrainingError(f"{folder}: the dataset changed since this checkpoint (plan {state['plan']}, now "
+                            f"{self.plan.fingerprint}: files, captions or dataset settings); a resume continues the "
+                            f"same epoch of the same batches. Restore the data, {fresh} (the two-stage recipe).")
+    recorded = state.get('config')
+    if recorded is None: return {}  # written before checkpoints recorded their config
+    if recorded.get('init_lora'):  # the adapter's shape came from the file: keep it unless set
+        defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+        kept = {k: recorded[k] for k in _ADAPTER if getattr(self.config, k) == defaults[k]}
+        self.config = dataclasses.replace(self.config, **kept)
+    changes = config_changes(recorded, self.config)
+    for name, (old, new) in changes.items():
+        if name in _FIXED: self._refuse_change(folder, name, old, new)
+    return changes
+
+# %% ../nbs/11_train.ipynb #efa81485
+@patch
+def _apply_options(self: Trainer):
+    "Give the restored optimizer and LR schedule the run's hyperparameters: the next step uses them."
+    options, schedule = optimizer_options(self.config), self.lr_schedule
+    schedule.base_lrs = [options['lr']] * len(schedule.base_lrs)
+    for group, factor in zip(self.optimizer.param_groups, schedule.lr_lambdas):
+        group.update(options, initial_lr=options['lr'], lr=options['lr'] * factor(schedule.last_epoch))
+    schedule._last_lr = [g['lr'] for g in self.optimizer.param_groups]
+
+# %% ../nbs/11_train.ipynb #7e7ea056
+def resume_message(folder: Path, step: int, changes: dict[str, tuple]) -> str:
+    "The line a resume prints: the checkpoint, the step, and each changed option."
+    changed = '; '.join(f'{k} {old!r} -> {new!r}' for k, (old, new) in changes.items()) or 'no option changed'
+    return f"resumed from {Path(folder).name} at step {step}: {changed}"
+
+@patch
+def on_resume(self: ProgressBar, trainer, folder: Path, changes: dict[str, tuple]):
+    "Print the resume and what it changed, above the bar."
+    if trainer.is_main_process: self.bar.write(resume_message(folder, trainer.step, changes))
+
+@patch
+def on_resume(self: EventLog, trainer, folder: Path, changes: dict[str, tuple]):
+    "Append the resume and what it changed to `output_dir/resumes.jsonl` (events.jsonl keeps one line per step)."
+    if not trainer.is_main_process: return
+    record = dict(step=trainer.step, checkpoint=str(folder), changes={k: list(v) for k, v in changes.items()})
+    with open(trainer.output_dir/'resumes.jsonl', 'a') as f: f.write(json.dumps(record) + '\n')
+
 # %% ../nbs/11_train.ipynb #2c47e8a2
 @patch
 def _readable_state(self: Trainer, folder: Path) -> tuple[dict | None, str | None]:
@@ -1137,25 +1530,28 @@ def _readable_state(self: Trainer, folder: Path) -> tuple[dict | None, str | Non
 
 # %% ../nbs/11_train.ipynb #446b4774
 @patch
-def _resume(self: Trainer, resume: str | Path) -> Path:
-    "Restore the checkpoint `resume` names: a folder, or 'latest' (the newest whole one; damaged ones warned)."
+def _find_checkpoint(self: Trainer, resume: str | Path) -> tuple[Path, dict]:
+    "(folder, state.pt's contents) of the checkpoint `resume` names: a folder, or 'latest' (the newest whole one)."
     if str(resume) != 'latest':
         if why := checkpoint_problem(resume):
             raise TrainingError(f"{resume}: cannot resume from it: {why}. Name another checkpoint, or use "
                                 "--resume latest (the newest whole one).")
-        self.load_checkpoint(resume)
-        return Path(resume)
+        return Path(resume), _read_state(resume)
     found, bad = sorted((self.output_dir/'checkpoints').glob('step_[0-9]*'), reverse=True), []
     for folder in found:
         state, why = self._readable_state(folder)
-        if why is None:
-            self._restore(state)
-            return folder
+        if why is None: return folder, state
         warnings.warn(f"{folder}: damaged checkpoint, skipped: {why}.", stacklevel=3)
         bad.append(f"  {folder.name}: {why}")
     if not found: raise TrainingError(f"{self.output_dir}: no checkpoint to resume; train without --resume first.")
     raise TrainingError(f"{self.output_dir}: no whole checkpoint to resume from; found:\n" + '\n'.join(bad) +
                         "\nRestore one from a backup, or train without --resume (from step 0).")
+
+@patch
+def _resume(self: Trainer, resume: str | Path) -> tuple[Path, dict, dict]:
+    "(folder, state, changed options) of the checkpoint to resume; refused changes stop here, before the model loads."
+    folder, state = self._find_checkpoint(resume)
+    return folder, state, self._checked_changes(folder, state)
 
 # %% ../nbs/11_train.ipynb #f70b4d13
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -1204,6 +1600,34 @@ def _interrupt(self: Trainer, name: str, checkpointed: bool = False):
         if isinstance(cb, ProgressBar): cb.bar.close()  # the message then follows the bar
     raise TrainingInterrupted(name, self.step, self.output_dir/'checkpoints'/f'step_{self.step:06d}')
 
+# %% ../nbs/11_train.ipynb #368c9acb
+@patch
+def request_stop(self: Trainer, reason: str,
+                 final_from: Path | None = None):  # a checkpoint folder whose LoRA becomes the final one
+    "End the run after the current step as a normal end, for `reason` (kept in `stop_reason`)."
+    self.stop_reason, self._final_from = reason, final_from
+
+@patch
+def request_checkpoint(self: Trainer):
+    "Write a checkpoint of the current step after it, even where none is due."
+    self._checkpoint_step = self.step
+
+# %% ../nbs/11_train.ipynb #60a9a209
+@patch
+def _agree(self: Trainer, flag: bool) -> bool:
+    "True on every process when `flag` is true on any (a validator decides on the main process only)."
+    if self.accelerator.num_processes == 1: return flag
+    return bool(self.accelerator.gather(torch.tensor([int(flag)], device=self.device)).max())
+
+# %% ../nbs/11_train.ipynb #4e455037
+@patch
+def _stop_requested(self: Trainer, checkpointed: bool) -> bool:
+    "True when a callback asked to stop (on any process): then `stop_reason` is set everywhere, the step checkpointed."
+    if not self._agree(self.stop_reason is not None): return False
+    if self.accelerator.num_processes > 1: self.stop_reason = broadcast_object_list([self.stop_reason])[0]
+    if not checkpointed: self.save_checkpoint()  # the last weights stay resumable (a longer patience continues)
+    return True
+
 # %% ../nbs/11_train.ipynb #1181a0c9
 @patch
 @contextlib.contextmanager
@@ -1229,17 +1653,23 @@ def train(self: Trainer, resume: str | Path | None = None) -> Path:
     self._check_model()  # before the lock: a refused model leaves no run folder behind
     with self._run_lock(), self._signals_caught():
         with self._phase('cache'): self._setup_data()
-        with self._phase('load'): self._setup_model()
-        if resume: self._resume(resume)
+        self._count_steps()
+        resumed = self._resume(resume) if resume else None  # (folder, state, changes): refusals before loading
+        with self._phase('load'): self._setup_model(init=not resumed)
+        if resumed: self._restore(*resumed[1:])
         self.emit('train_begin')
+        if resumed: self.emit('resume', resumed[0], resumed[2])
         try:
             with concurrent.futures.ThreadPoolExecutor(1) as pool, self._phase('train'):
                 batches, self._in_loop = self._micro_batches(pool), True
-                while self.step < self.config.max_train_steps:
-                    epoch_before = self.epoch
-                    self.emit('step_end', self._optimizer_step(batches))
-                    if due := self._checkpoint_due(epoch_before): self.save_checkpoint()
-                    if name := self._stop_signal(): self._interrupt(name, checkpointed=due)
+                saved = True  # the starting point needs no checkpoint
+                while self.step < self.total_steps and not self._stop_requested(checkpointed=saved):
+                    event = self._optimizer_step(batches)
+                    self.emit('step_end', event)
+                    wanted = self._agree(self._checkpoint_step == self.step)
+                    if saved := self._checkpoint_due(event) or wanted: self.save_checkpoint()
+                    self._checkpoint_step = None
+                    if name := self._stop_signal(): self._interrupt(name, checkpointed=saved)
                 self._in_loop = False
             final = self._save_final()
         except BaseException as e:

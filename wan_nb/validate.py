@@ -12,7 +12,7 @@ from pathlib import Path
 # %% auto #0
 __all__ = ['BEST_METRICS', 'expert_timesteps', 'default_timesteps', 'evaluation_sets', 'evaluation_batches',
            'stable_validation_loss', 'Evaluation', 'Validator', 'plot_validation', 'checkpoint_files',
-           'load_lora_adapter', 'load_checkpoint_adapters', 'evaluate_checkpoints']
+           'load_checkpoint_adapters', 'evaluate_checkpoints']
 
 # %% ../nbs/13_validate.ipynb #1c2a5bf2
 import torch
@@ -23,7 +23,7 @@ from .cache import CacheEntry
 from .lora_io import Lora, diffusers_name, read_lora
 from .models import load_wan, model_task
 from .offload import BlockSwap, _frozen_tensors
-from .train import (_CHOICES, Callback, RunConfig, Trainer, load_batch, model_inputs, noisy_input,
+from .train import (_CHOICES, Callback, RunConfig, Trainer, due, load_batch, model_inputs, noisy_input,
                           scored_frames, timestep_quantiles, timestep_window)
 
 # %% ../nbs/13_validate.ipynb #f41a67a8
@@ -43,6 +43,7 @@ def _side_window(cfg: RunConfig, boundary: float, side: str) -> tuple[float, flo
 def default_timesteps(cfg: RunConfig, boundary: float | None = None,  # Wan 2.2's boundary_ratio; None: one transformer
                       n: int = 9, per_expert: int = 5) -> list[float]:
     "The validation timesteps: the run's `n` quantiles; with two experts, `per_expert` quantiles in each one's window."
+    cfg = dataclasses.replace(cfg, timestep_bias='balanced')  # runs that differ in their bias share timesteps
     if boundary is None: return timestep_quantiles(cfg, n)
     sides = [timestep_quantiles(cfg, per_expert, _side_window(cfg, boundary, s)) for s in ('low', 'high')]
     return sorted(t for side in sides for t in side)
@@ -151,13 +152,25 @@ class Validator(Callback):
         probe_items: int = 8,
         batch_size: int = 8,
         best_metric: str = 'val/loss',  # val/loss | val/loss/high | val/loss/low | probe/loss
+        every_n_epochs: int | None = None,  # also at the step that ends every this many epochs
+        early_stop_patience: int | None = None,  # stop the run after this many evaluations without a better best_metric
     ):
         if best_metric not in BEST_METRICS:
             raise ValueError(f"best_metric = {best_metric!r}; choose one of {', '.join(BEST_METRICS)}.")
+        if early_stop_patience and not (every_n_steps or every_n_epochs):
+            raise ValueError(f"early_stop_patience = {early_stop_patience} counts validations, but this validator "
+                             "scores only at checkpoints; set validate_every_n_steps or validate_every_n_epochs.")
         self.every, self.timesteps, self.best_metric = every_n_steps, timesteps, best_metric
+        self.every_epochs, self.patience = every_n_epochs, early_stop_patience
         self.probe_items, self.batch_size = probe_items, batch_size
         self.history: list[Evaluation] = []
         self._bases = {}  # side -> (base expert, its BlockSwap or None): loaded at first use
+
+# %% ../nbs/13_validate.ipynb #e2e53297
+@patch
+def _metric_set(self: Validator) -> str:
+    "The evaluation set `best_metric` is computed on: 'probe' or 'val'."
+    return 'probe' if self.best_metric == 'probe/loss' else 'val'
 
 # %% ../nbs/13_validate.ipynb #6370fc64
 @patch
@@ -169,6 +182,10 @@ def _prepare(self: Validator, trainer):
     self.sets = evaluation_sets(trainer.index.entries, self.probe_items)
     self.batches = {name: evaluation_batches(entries, self.batch_size) for name, entries in self.sets.items()}
     self.path = trainer.output_dir/'validation.jsonl'
+    if self.patience and not self.sets[self._metric_set()]:
+        raise ValueError(f"early_stop_patience = {self.patience} with best_metric = {self.best_metric!r}: "
+                         f"{trainer.config.dataset} holds no validation items to score; hold some out "
+                         "(validation_split, or [[val_datasets]]), or use best_metric = 'probe/loss'.")
 
 # %% ../nbs/13_validate.ipynb #e3fe01d8
 @patch
@@ -268,6 +285,7 @@ def evaluate(self: Validator, trainer) -> Evaluation | None:
         if not (self.history and self.history[-1].step == ev.step): self.history.append(ev)
         with open(self.path, 'w') as f: f.writelines(json.dumps(asdict(e)) + '\n' for e in self.history)
         trainer.emit('evaluation', ev)
+        if self.patience: self._early_stop(trainer)
     trainer.accelerator.wait_for_everyone()
     return self.history[-1] if self.history else None
 
@@ -281,20 +299,22 @@ def on_train_begin(self: Validator, trainer):
         kept = [l for l in lines if json.loads(l)['step'] <= trainer.step]
         self.history = [Evaluation.from_dict(json.loads(l)) for l in kept]
         if not any(e.step == trainer.step for e in self.history): self.evaluate(trainer)
-        else: self.path.write_text(''.join(l + '\n' for l in kept))
+        else:
+            self.path.write_text(''.join(l + '\n' for l in kept))
+            if self.patience: self._early_stop(trainer)  # a resumed run goes on counting where it stopped
     trainer.accelerator.wait_for_everyone()
 
 # %% ../nbs/13_validate.ipynb #c0e6efa8
 @patch
 def on_step_end(self: Validator, trainer, event):
-    "Score every `every_n_steps` optimizer steps."
-    if self.every and event.step % self.every == 0: self.evaluate(trainer)
+    "Score when `every_n_steps` steps or `every_n_epochs` epochs are over (`wan_nb.train.due`)."
+    if due(event, self.every, self.every_epochs): self.evaluate(trainer)
 
 # %% ../nbs/13_validate.ipynb #4480931c
 @patch
 def on_checkpoint(self: Validator, trainer, folder: Path):
     "If the checkpoint just written is the best so far by `best_metric`, copy it to `checkpoints/best`."
-    if not trainer.is_main_process or not self.sets['probe' if self.best_metric == 'probe/loss' else 'val']: return
+    if not trainer.is_main_process or not self.sets[self._metric_set()]: return
     if not self.history or self.history[-1].step != trainer.step: self.evaluate(trainer)
     here = self.history[-1]
     value = here.metrics()[self.best_metric]
@@ -328,6 +348,32 @@ def _free(self: Validator):
 def on_train_end(self: Validator, trainer, final: Path): self._free()
 @patch
 def on_train_error(self: Validator, trainer, error: BaseException): self._free()
+
+# %% ../nbs/13_validate.ipynb #064fc9f1
+@patch
+def _since_best(self: Validator) -> tuple[Evaluation | None, int]:
+    "The best trained evaluation by `best_metric` (None if none has a value) and how many evaluations came after it."
+    trained = [e for e in self.history if e.step > 0]
+    values = [e.metrics().get(self.best_metric, math.nan) for e in trained]
+    finite = [k for k, v in enumerate(values) if math.isfinite(v)]
+    if not finite: return None, len(trained)
+    k = min(finite, key=values.__getitem__)  # the first of equal values: a tie is no improvement
+    return trained[k], len(trained) - 1 - k
+
+# %% ../nbs/13_validate.ipynb #46c5d19d
+@patch
+def _early_stop(self: Validator, trainer):
+    "Ask for a checkpoint of a new best at this step; after `patience` evaluations without one, ask for the stop."
+    best, since = self._since_best()
+    if best is not None and since == 0 and best.step == trainer.step: trainer.request_checkpoint()
+    if since < self.patience: return
+    folder = trainer.output_dir/'checkpoints'/'best'
+    if best is None:
+        return trainer.request_stop(f"early stop: {self.best_metric} had no value in {since} validations; the final "
+                                    "LoRA is the last step's")
+    trainer.request_stop(f"early stop: {self.best_metric} did not improve for {since} validations (best "
+                         f"{best.metrics()[self.best_metric]:.4f} at step {best.step}); the final LoRA is "
+                         f"checkpoints/best's (step {best.step})", folder)
 
 # %% ../nbs/13_validate.ipynb #24ba7353
 def plot_validation(history: list[Evaluation]):
@@ -377,36 +423,8 @@ def checkpoint_files(folder: Path) -> list[tuple[str, dict[str, Path]]]:
                                 "step_*/lora_high_noise.safetensors / lora_low_noise.safetensors, or *.safetensors).")
     return found
 
-# %% ../nbs/13_validate.ipynb #5a51feff
-def _refuse_misfit(layers: dict, lora: Lora, adapter: str):
-    "Refuse a LoRA whose layers or ranks the adapter `layers` ({diffusers name: peft LoRA layer}) cannot take."
-    if extra := sorted(set(lora.modules) - set(layers)):
-        raise ValueError(f"{lora.source}: it changes {len(extra)} layer(s) the run's adapter does not train (e.g. "
-                         f"{extra[0]}); set targets and blocks as the LoRA was trained (e.g. targets = 'all', no blocks).")
-    for name, m in lora.modules.items():
-        A, B = layers[name].lora_A[adapter].weight, layers[name].lora_B[adapter].weight
-        if m.shape != (B.shape[0], A.shape[1]):
-            raise ValueError(f"{lora.source}: layer {name} is {m.shape} in the LoRA but {(B.shape[0], A.shape[1])} in "
-                             "the model: the LoRA was made for another base model. Use the model it was trained on.")
-        if m.rank != A.shape[0]:
-            raise ValueError(f"{lora.source}: rank {m.rank} at {name}, but the run's adapter has rank {A.shape[0]}; "
-                             f"set rank = {m.rank}.")
-
 # %% ../nbs/13_validate.ipynb #af94506e
-@torch.no_grad()
-def load_lora_adapter(model: torch.nn.Module, lora: Lora, adapter: str = 'default') -> torch.nn.Module:
-    "Copy `lora`'s factors into the peft adapter of `model` in place (a layer the LoRA lacks: zero update)."
-    from peft.tuners.lora import LoraLayer
-    layers = {diffusers_name(n.removeprefix('base_model.model.')) or n: m for n, m in model.named_modules()
-              if isinstance(m, LoraLayer) and adapter in m.lora_A}
-    _refuse_misfit(layers, lora, adapter)
-    for name, layer in layers.items():
-        A, B = layer.lora_A[adapter].weight, layer.lora_B[adapter].weight
-        if (m := lora.modules.get(name)) is None: B.zero_(); continue
-        ratio = m.scale / layer.scaling[adapter]  # 1 unless the file has another alpha / rank
-        A.copy_(m.A)
-        B.copy_(m.B if math.isclose(ratio, 1.0, rel_tol=1e-6) else m.B.float() * ratio)
-    return model
+from .train import load_lora_adapter  # in wan_nb.train: training starts from a LoRA with it
 
 # %% ../nbs/13_validate.ipynb #fd8027c9
 def _by_role(trainer, files: dict[str, Path]) -> dict[str, Path]:

@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from wan_nb.lora_io import Lora, random_lora, read_lora, wan_shapes, write_lora
+from wan_nb.lora_io import Lora, LoraModule, random_lora, read_lora, wan_shapes, write_lora
 from wan_nb.slider import make_slider, reduce_module, slider_lora
 
 
@@ -120,3 +120,21 @@ def test_same_result_whatever_the_thread_count():
     for name, m in results[0].modules.items():
         assert torch.equal(m.A, results[1].modules[name].A) and torch.equal(m.B, results[1].modules[name].B)
     assert torch.get_num_threads() == before
+
+
+def nearly_equal_anchors(shapes, change=1e-2):
+    "Two bf16 anchors from one initialisation: b's factors are a's plus a change 100x smaller (the slider recipe's pair)."
+    a = random_lora(shapes, rank=8, alpha=8.0, seed=0, dtype=torch.bfloat16)
+    c = random_lora(shapes, rank=8, seed=1, dtype=torch.bfloat16).modules
+    b = Lora({n: LoraModule(n, m.A + change * c[n].A, m.B + change * c[n].B, 8.0) for n, m in a.modules.items()})
+    return a, b
+
+
+def test_a_small_difference_of_nearly_equal_anchors_is_exact():
+    "The shared part is taken out of the factors first: without that, fp32 loses the difference's last digits (8e-6 here)."
+    a, b = nearly_equal_anchors(wan_shapes(1, 256, 512))
+    slider, _ = slider_lora(a, b, rank=16, dtype=torch.float32)  # rank 16 holds the whole difference
+    exact = lambda m: (m.B.double() @ m.A.double()) * m.scale
+    for name, m in slider.modules.items():
+        D = exact(a.modules[name]) - exact(b.modules[name])
+        assert float((D - m.delta().double()).norm()) < 1e-6 * float(D.norm()), name

@@ -451,6 +451,8 @@ def _slider_output_options(p: argparse.ArgumentParser):
     p.add_argument('--alpha', type=float, help='output alpha (default: alpha = rank)')
     p.add_argument('--clamp-quantile', type=float, help='clamp values at this quantile, e.g. 0.99')
     p.add_argument('--to', choices=_LORA_FORMATS, default='comfy')
+    p.add_argument('--dtype', choices=_LORA_DTYPES,
+                   help="the factors' precision (default: the inputs', A's if they differ)")
     p.add_argument('--analyze', type=Path,
                    help='write per-module norms, singular values and kept energy here (.json, + .png)')
     p.add_argument('--json', action='store_true', help='print the summary as JSON')
@@ -476,7 +478,7 @@ def _slider_parser(sub):
 
 # %% ../nbs/90_cli.ipynb #9e54c0b6
 def _slider_options(args: argparse.Namespace) -> dict:
-    "The `slider_lora` options of parsed `wan-nb slider` arguments."
+    "The `make_slider` options of parsed `wan-nb slider` arguments."
     return dict(rank=None if args.energy else args.rank,
                 energy=args.energy,
                 weights=tuple(args.weights),
@@ -484,7 +486,8 @@ def _slider_options(args: argparse.Namespace) -> dict:
                 blocks=args.blocks,
                 non_targeted='zero' if args.zero_non_targeted else 'exclude',
                 alpha=args.alpha,
-                clamp_quantile=args.clamp_quantile)
+                clamp_quantile=args.clamp_quantile,
+                dtype=args.dtype)
 
 # %% ../nbs/90_cli.ipynb #3f7a8e1c
 def _resume_hint(run: Path | None, overrides: list[str], track: bool) -> str:

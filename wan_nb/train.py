@@ -413,7 +413,7 @@ def _distribution(cfg: RunConfig) -> str:
     return f"the {cfg.timestep_sampling} distribution{bias}"
 
 def _empty_window(cfg: RunConfig, lo: float, hi: float) -> str | None:
-    "Why [lo, hi] cannot be sampled (empty, or almost never drawn when rejecting), or None."
+    "Why [lo, hi] cannot be sampled (empty, or almost never drawn when rejecting or biasing), or None."
     if not lo < hi: return f"the window [{lo}, {hi}] is empty"
     if _balanced(cfg) and (cfg.timestep_window == 'rescale' or (lo, hi) == (0, 1)): return None
     if (mass := _window_mass(cfg, lo, hi)) < _MIN_MASS:
@@ -463,10 +463,9 @@ def timestep_window(cfg: RunConfig, boundary: float | None, expert: str) -> tupl
     if why := _empty_window(cfg, lo, hi):
         side = 'the run' if expert == 'single' else \
             f"the {expert}-noise expert (t {'>=' if expert == 'high' else '<'} boundary {boundary})"
+        fix = 'Widen the window' + ('' if _balanced(cfg) else ', lower timestep_bias_strength')
         raise ValueError(f"min_timestep {cfg.min_timestep} / max_timestep {cfg.max_timestep} leave {side} "
-                         f"nothing to train on: {why}. Widen the window{'' if _balanced(cfg) else ', lower timestep_bias_strength'}"
-                         ", "
-                         "or train the other expert only "
+                         f"nothing to train on: {why}. {fix}, or train the other expert only "
                          "(expert = 'high' or 'low').")
     return lo, hi
 

@@ -292,17 +292,15 @@ def evaluate(self: Validator, trainer) -> Evaluation | None:
 # %% ../nbs/13_validate.ipynb #0ee6e12f
 @patch
 def on_train_begin(self: Validator, trainer):
-    "Prepare, keep the evaluations up to the (resumed) step, and score that step if it has none."
+    "Prepare, keep the evaluations up to the (resumed) step, and score that step if it has none (every process)."
     self._prepare(trainer)
     if trainer.is_main_process:
         lines = self.path.read_text().splitlines() if self.path.is_file() else []
-        kept = [l for l in lines if json.loads(l)['step'] <= trainer.step]
-        self.history = [Evaluation.from_dict(json.loads(l)) for l in kept]
-        if not any(e.step == trainer.step for e in self.history): self.evaluate(trainer)
-        else:
-            self.path.write_text(''.join(l + '\n' for l in kept))
-            if self.patience: self._early_stop(trainer)  # a resumed run goes on counting where it stopped
+        self.path.write_text(''.join(l + '\n' for l in lines if json.loads(l)['step'] <= trainer.step))
     trainer.accelerator.wait_for_everyone()
+    self.history = [Evaluation.from_dict(json.loads(l)) for l in self.path.read_text().splitlines()]
+    if not any(e.step == trainer.step for e in self.history): self.evaluate(trainer)  # all call it: it has a barrier
+    elif self.patience and trainer.is_main_process: self._early_stop(trainer)  # a resumed run counts on
 
 # %% ../nbs/13_validate.ipynb #c0e6efa8
 @patch

@@ -5,8 +5,8 @@
 # %% ../nbs/11_train.ipynb #69862b91
 from __future__ import annotations
 from .core import DiskFullError, atomic_path, format_bytes, mount_point, repo_root  # first: it quiets a bitsandbytes import warning
-import concurrent.futures, contextlib, dataclasses, functools, json, math, os, random, resource, shutil, time
-import pickle, signal, socket, sys, threading, tomllib, typing, uuid, warnings, zipfile
+import concurrent.futures, contextlib, dataclasses, functools, hashlib, json, math, os, random, re, resource
+import pickle, shutil, signal, socket, sys, threading, time, tomllib, typing, uuid, warnings, zipfile
 from datetime import datetime
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +31,8 @@ from tqdm.auto import tqdm
 
 # %% ../nbs/11_train.ipynb #b9448249
 from .cache import MAX_SEQUENCE_LENGTH, CacheEntry, build_cache, load_entry, model_cache_index
-from .lora_io import TARGET_PRESETS, lora_from_peft_model, parse_blocks, target_pattern, write_lora
+from .lora_io import (TARGET_PRESETS, Lora, diffusers_name, lora_from_peft_model, parse_blocks, plan_metadata,
+                            read_lora, split_block, target_pattern, write_lora)
 from .models import identify_model, load_wan, model_source, model_task
 from .offload import BlockSwap, enable_checkpointing, trade_experts
 from .plan import DatasetPlan, load_dataset_config, plan_dataset
@@ -946,10 +947,6 @@ def prepare_experts(self: Trainer, experts: dict[str, torch.nn.Module]):
     self.transformer = unwrap('single') or unwrap('high')  # what previews sample with
     self.transformer_2 = unwrap('low')
 
-# %% ../nbs/11_train.ipynb #64dab03e
-import hashlib, re
-from .lora_io import Lora, diffusers_name, read_lora, split_block
-
 # %% ../nbs/11_train.ipynb #a006e4a4
 _EXPERT_FILES = {'single': 'lora.safetensors', 'high': 'lora_high_noise.safetensors', 'low': 'lora_low_noise.safetensors'}
 
@@ -1116,8 +1113,6 @@ def _dop_loss(self: Trainer, model, batch: dict, xt: torch.Tensor, t: torch.Tens
     return torch.nn.functional.mse_loss(scored(expert(**inputs)[0]), scored(prior))
 
 # %% ../nbs/11_train.ipynb #be27bba2
-from .lora_io import plan_metadata
-
 def _architecture(variant: str, task: str, generation: str) -> str:
     "ModelSpec's architecture of a Wan LoRA: the release it was trained on (`wan2.2-i2v-a14b/lora`), else generation-task."
     return f"{variant if variant != 'custom' else f'{generation}-{task}'}/lora"

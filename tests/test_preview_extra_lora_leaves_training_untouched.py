@@ -40,6 +40,6 @@ def test_an_extra_lora_for_another_model_stops_the_run_before_its_first_step(tin
                                          r'but \(32, 32\) in the LoRA'):
         Trainer(cfg, training_callbacks(cfg, tracking=False), progress=False).train()
     assert not (tmp_path/'run'/'events.jsonl').is_file() or not (tmp_path/'run'/'events.jsonl').read_text()
-    with pytest.raises(FileNotFoundError, match="preview_extra_lora = 'missing.safetensors:0.5': no such LoRA file"):
+    with pytest.raises(FileNotFoundError, match=r"preview_extra_lora = '/\S+/missing.safetensors:0.5': no such LoRA file"):
         training_callbacks(config(tiny_model_dir, images_dataset, tmp_path/'x', sample_prompts=str(tmp_path/'prompts.txt'),
                                   sample_every_n_steps=1, preview_extra_lora='missing.safetensors:0.5'), tracking=False)

@@ -97,7 +97,9 @@ def param_counts(s: WanShapes) -> dict[str, int]:
 # %% ../nbs/12_fit.ipynb #eb6a1860
 GiB = 2**30
 _BYTES = dict(bf16=2, fp16=2, fp32=4)
-_OPTIMIZER_BYTES = dict(adamw=8, adamw8bit=2)  # optimizer state per LoRA parameter: two moments in fp32 / 8 bits
+# optimizer state per LoRA parameter (measured on the optimizers wan_nb.train makes): AdamW two fp32 moments,
+# 8-bit ones a byte each, adamw_bf16 two bf16 moments and a bf16 Kahan buffer, Lion one momentum, Prodigy four
+_OPTIMIZER_BYTES = dict(adamw=8, adamw8bit=2, adamw_bf16=6, lion=4, lion8bit=1, prodigy=16)
 
 @dataclass(frozen=True)
 class MemoryOptions:
@@ -113,6 +115,8 @@ class MemoryOptions:
     blocks: str | None
     optimizer: str
     trained_experts: int  # LoRAs trained (each with grads and optimizer state on the GPU)
+    dop: bool = False  # differential output preservation: a second graph (the LoRA on the preservation caption)
+    save_bytes: int = 4  # per LoRA parameter in the LoRA files (`save_dtype`)
 
 # %% ../nbs/12_fit.ipynb #71d8fd38
 def memory_options(cfg: RunConfig, shapes: WanShapes) -> MemoryOptions:
@@ -125,7 +129,8 @@ def memory_options(cfg: RunConfig, shapes: WanShapes) -> MemoryOptions:
     ckpt = True if cfg.gradient_checkpointing is None else cfg.gradient_checkpointing
     trained = 1 if shapes.experts == 1 or cfg.expert in ('high', 'low') else 2
     return MemoryOptions(base, cfg.base_quantization, base if mp == 'no' else 2, cfg.blocks_to_swap, ckpt,
-                         cfg.activation_offload, cfg.rank, cfg.targets, cfg.blocks, cfg.optimizer, trained)
+                         cfg.activation_offload, cfg.rank, cfg.targets, cfg.blocks, cfg.optimizer, trained,
+                         cfg.dop_multiplier > 0, _BYTES[cfg.save_dtype])
 
 # %% ../nbs/12_fit.ipynb #d70ded70
 def block_bytes(s: WanShapes, o: MemoryOptions) -> int:
@@ -160,8 +165,8 @@ def lora_params(s: WanShapes, o: MemoryOptions) -> int:
 # %% ../nbs/12_fit.ipynb #c574164a
 def lora_bytes(s: WanShapes, o: MemoryOptions) -> dict[str, int]:
     "GPU bytes of the LoRA weights, their gradients and the optimizer state, for every trained expert."
-    n = lora_params(s, o) * o.trained_experts
-    return dict(params=4 * n, grads=4 * n, optimizer=_OPTIMIZER_BYTES[o.optimizer] * n)
+    n, w = lora_params(s, o) * o.trained_experts, 2 if o.optimizer == 'adamw_bf16' else 4  # adamw_bf16: bf16 weights
+    return dict(params=w * n, grads=w * n, optimizer=_OPTIMIZER_BYTES[o.optimizer] * n)
 
 # %% ../nbs/12_fit.ipynb #ea87ed0c
 TEXT_TOKENS = 512  # UMT5 tokens, padded as WanPipeline does
@@ -193,18 +198,18 @@ def model_level_bytes(s: WanShapes, o: MemoryOptions, t: int) -> int:
 # %% ../nbs/12_fit.ipynb #4eab7c33
 def activation_bytes(s: WanShapes, o: MemoryOptions, t: int, batch: int = 1) -> dict[str, int]:
     "Peak activation bytes of a training step, by term, for `batch` samples of `t` tokens."
+    graphs = 2 if o.dop else 1  # DOP: the LoRA's pass on the preservation caption keeps its own graph
     saved, extra = block_saved_bytes(s, o, t), block_peak_extra_bytes(s, o, t)
-    inputs = t * s.dim * o.act_bytes * (min(2, s.blocks) if o.activation_offload else s.blocks)
+    inputs = graphs * t * s.dim * o.act_bytes * (min(2, s.blocks) if o.activation_offload else s.blocks)
     blocks = dict(block_inputs=inputs, one_block=saved + extra) if o.checkpointing else \
-             dict(block_inputs=0, one_block=s.blocks * saved + extra)
-    return {k: v * batch for k, v in dict(blocks, model=model_level_bytes(s, o, t)).items()}
+             dict(block_inputs=0, one_block=graphs * s.blocks * saved + extra)
+    return {k: v * batch for k, v in dict(blocks, model=graphs * model_level_bytes(s, o, t)).items()}
 
 # %% ../nbs/12_fit.ipynb #6c2d98cc
 def checkpoint_bytes(s: WanShapes, o: MemoryOptions) -> dict[str, int]:
-    "Bytes of one checkpoint folder: the LoRA file(s) and `state.pt` (adapters and optimizer state)."
-    n = lora_params(s, o) * o.trained_experts
-    return dict(lora=4 * n, state=4 * n + _OPTIMIZER_BYTES[o.optimizer] * n)
-
+    "Bytes of one checkpoint folder: the LoRA file(s) in `save_dtype` and `state.pt` (adapters and optimizer state)."
+    n, w = lora_params(s, o) * o.trained_experts, 2 if o.optimizer == 'adamw_bf16' else 4
+    return dict(lora=o.save_bytes * n, state=w * n + _OPTIMIZER_BYTES[o.optimizer] * n)
 
 # %% ../nbs/12_fit.ipynb #a69fec6d
 CACHE_DTYPE_BYTES = 2  # bf16: on CUDA the VAE and the text encoder run in bf16 and the cache keeps what they give

@@ -62,6 +62,14 @@ def images_dataset(demo_dir):
 
 
 @pytest.fixture
+def images_val_dataset(demo_dir):
+    "`images_dataset` with a quarter of the stills held out for the stable validation loss."
+    (demo_dir/'images_val.toml').write_text(IMAGES.replace('[general]\n', '[general]\nvalidation_split = 0.25\n')
+                                            .replace('cache/resume_images', 'cache/images_val'))
+    return demo_dir/'images_val.toml'
+
+
+@pytest.fixture
 def stills_and_clips_dataset(demo_dir):
     "The demo stills and 1- and 5-frame heads of the demo clips: image and video batches in one run."
     (demo_dir/'stills_and_clips.toml').write_text(IMAGES + VIDEO_HEADS)

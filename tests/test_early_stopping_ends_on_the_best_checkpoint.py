@@ -6,14 +6,6 @@ from safetensors import safe_open
 from wan_nb.train import Callback, Trainer, load_run_config
 from wan_nb.validate import Evaluation, Validator
 
-HELD_OUT = '''[general]
-enable_bucket = true
-validation_split = 0.25
-[[datasets]]
-image_directory = "images"
-cache_directory = "cache/events_images"
-resolution = [64, 64]
-'''
 VAL_LOSS = {0: 1.0, 1: 0.9, 2: 0.8, 3: 0.85, 4: 0.95, 5: 0.7}  # best at step 2; patience 2 runs out at step 4
 
 
@@ -39,10 +31,9 @@ def lora(path):
     with safe_open(path, 'pt') as f: return f.metadata()['wan_nb.step'], {k: f.get_tensor(k) for k in f.keys()}
 
 
-def test_early_stopping_ends_on_the_best_checkpoint(tiny_model_dir, demo_dir, tmp_path, monkeypatch):
-    (demo_dir/'events.toml').write_text(HELD_OUT)
+def test_early_stopping_ends_on_the_best_checkpoint(tiny_model_dir, images_val_dataset, tmp_path, monkeypatch):
     monkeypatch.setattr(Validator, 'score', scripted)
-    trainer, final, seen = run(tiny_model_dir, demo_dir/'events.toml', tmp_path/'run', steps=8)
+    trainer, final, seen = run(tiny_model_dir, images_val_dataset, tmp_path/'run', steps=8)
     reason = ("early stop: val/loss did not improve for 2 validations (best 0.8000 at step 2); "
               "the final LoRA is checkpoints/best's (step 2)")
     assert (trainer.step, trainer.stop_reason, seen) == (4, reason, reason)
@@ -52,9 +43,9 @@ def test_early_stopping_ends_on_the_best_checkpoint(tiny_model_dir, demo_dir, tm
     assert step == '2' and (final/'lora.safetensors').read_bytes() == (ckpts/'best'/'lora.safetensors').read_bytes()
 
     # killed after step 3 (its checkpoint), resumed: it stops at step 4 too, with the same weights
-    _, _, seen = run(tiny_model_dir, demo_dir/'events.toml', tmp_path/'killed', steps=3, every=3)
+    _, _, seen = run(tiny_model_dir, images_val_dataset, tmp_path/'killed', steps=3, every=3)
     assert seen is None
-    resumed, final, seen = run(tiny_model_dir, demo_dir/'events.toml', tmp_path/'killed', steps=8, resume='latest')
+    resumed, final, seen = run(tiny_model_dir, images_val_dataset, tmp_path/'killed', steps=8, resume='latest')
     assert (resumed.step, seen) == (4, reason)
     assert lora(final/'lora.safetensors')[0] == '2'
     assert all(t.equal(best[k]) for k, t in lora(final/'lora.safetensors')[1].items())

@@ -4,15 +4,6 @@ import json
 from wan_nb.train import Callback, Trainer, load_run_config
 from wan_nb.validate import Validator
 
-HELD_OUT = '''[general]
-enable_bucket = true
-validation_split = 0.25
-[[datasets]]
-image_directory = "images"
-cache_directory = "cache/events_images"
-resolution = [64, 64]
-'''
-
 
 class Recorder(Callback):
     "Records the events a subscriber (such as the MLflow callback) receives."
@@ -21,9 +12,8 @@ class Recorder(Callback):
     def on_best(self, trainer, folder, evaluation): self.events.append(('best', folder, evaluation))
 
 
-def test_evaluations_and_new_bests_are_emitted(tiny_model_dir, demo_dir, tmp_path):
-    (demo_dir/'events.toml').write_text(HELD_OUT)
-    cfg = load_run_config(overrides=dict(model=str(tiny_model_dir), dataset=str(demo_dir/'events.toml'),
+def test_evaluations_and_new_bests_are_emitted(tiny_model_dir, images_val_dataset, tmp_path):
+    cfg = load_run_config(overrides=dict(model=str(tiny_model_dir), dataset=str(images_val_dataset),
                                          output_dir=str(tmp_path/'run'), rank=4, learning_rate=2e-3,
                                          max_train_steps=6, checkpoint_every_n_steps=2))
     validator, recorder = Validator(every_n_steps=2), Recorder()

@@ -20,10 +20,11 @@ from fastcore.basics import patch
 
 # %% ../nbs/13_validate.ipynb #63d01bf7
 from .cache import CacheEntry
-from .lora_io import Lora, diffusers_name, read_lora
+from .lora_io import Lora, read_lora
 from .models import load_wan, model_task
 from .offload import BlockSwap, _frozen_tensors
-from .train import (_CHOICES, Callback, RunConfig, Trainer, due, load_batch, model_inputs, noisy_input,
+from .train import (_CHOICES, Callback, RunConfig, Trainer, due, load_batch, load_lora_adapter,
+                          model_inputs, noisy_input,
                           scored_frames, timestep_quantiles, timestep_window)
 
 # %% ../nbs/13_validate.ipynb #f41a67a8
@@ -420,9 +421,6 @@ def checkpoint_files(folder: Path) -> list[tuple[str, dict[str, Path]]]:
         raise FileNotFoundError(f"{folder}: no LoRA checkpoints found (step_*/lora.safetensors, "
                                 "step_*/lora_high_noise.safetensors / lora_low_noise.safetensors, or *.safetensors).")
     return found
-
-# %% ../nbs/13_validate.ipynb #af94506e
-from .train import load_lora_adapter  # in wan_nb.train: training starts from a LoRA with it
 
 # %% ../nbs/13_validate.ipynb #fd8027c9
 def _by_role(trainer, files: dict[str, Path]) -> dict[str, Path]:

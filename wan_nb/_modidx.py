@@ -661,6 +661,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'wan_nb.slider._choose_rank': ('slider.html#_choose_rank', 'wan_nb/slider.py'),
                                'wan_nb.slider._clamp_factors': ('slider.html#_clamp_factors', 'wan_nb/slider.py'),
                                'wan_nb.slider._energy_rank': ('slider.html#_energy_rank', 'wan_nb/slider.py'),
+                               'wan_nb.slider._gc_paused': ('slider.html#_gc_paused', 'wan_nb/slider.py'),
                                'wan_nb.slider._gram_svd': ('slider.html#_gram_svd', 'wan_nb/slider.py'),
                                'wan_nb.slider._is_targeted': ('slider.html#_is_targeted', 'wan_nb/slider.py'),
                                'wan_nb.slider._matches': ('slider.html#_matches', 'wan_nb/slider.py'),

@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_slider.ipynb #f48053cf
 from __future__ import annotations
-import contextlib, json, math, re
+import contextlib, gc, json, math, re, threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -139,19 +139,20 @@ def _select_modules(a: Lora, b: Lora, target: str | list[str] | None,
 # %% ../nbs/08_slider.ipynb #03028a56
 def _stack_factors(pairs: list[tuple[LoraModule | None, LoraModule | None]],  # (a's, b's module) per layer
                    weights: tuple[float, float], ka: int, kb: int,  # the two ranks (0: that side is missing)
+                   buffer: torch.Tensor | None = None,  # fp32 workspace for U and V, reused batch after batch
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     "fp32 `U`, `V` and fp64 `s` of a batch, `U[i] diag(s[i]) V[i] = wa*sa*Ba@Aa - wb*sb*Bb@Ab`, and which are paired."
-    (out, inp), n = (pairs[0][0] or pairs[0][1]).shape, len(pairs)
-    U, V = torch.empty(n, out, ka + kb), torch.empty(n, ka + kb, inp)
-    for i, (ma, mb) in enumerate(pairs):  # the one conversion of the inputs: straight into the buffers
+    (out, inp), n, k = (pairs[0][0] or pairs[0][1]).shape, len(pairs), ka + kb
+    space = torch.empty(n * k * (out + inp)) if buffer is None else buffer[:n * k * (out + inp)]
+    U, V = space[:n * out * k].view(n, out, k), space[n * out * k:].view(n, k, inp)
+    c = [(weights[0] * ma.scale if ma else 0.0, weights[1] * mb.scale if mb else 0.0) for ma, mb in pairs]
+    paired = [bool(ma and mb) and ka == kb and ca == cb for (ma, mb), (ca, cb) in zip(pairs, c)]
+    for i, ((ma, mb), p) in enumerate(zip(pairs, paired)):  # the one conversion of the inputs: into the buffers
         if ma: U[i, :, :ka].copy_(ma.B); V[i, :ka].copy_(ma.A)
         if mb: U[i, :, ka:].copy_(mb.B); V[i, ka:].copy_(mb.A)
-    c = [(weights[0] * ma.scale if ma else 0.0, weights[1] * mb.scale if mb else 0.0) for ma, mb in pairs]
-    paired = torch.tensor([bool(ma and mb) and ka == kb and ca == cb for (ma, mb), (ca, cb) in zip(pairs, c)])
-    for i in paired.nonzero().flatten().tolist():  # Ba Aa - Bb Ab = Ba (Aa - Ab) + (Ba - Bb) Ab
-        U[i, :, ka:].neg_().add_(U[i, :, :ka]); V[i, :ka].sub_(V[i, ka:])
-    s = torch.tensor([[ca] * ka + [ca if p else -cb] * kb for (ca, cb), p in zip(c, paired.tolist())], dtype=torch.float64)
-    return U, V, s.reshape(n, ka + kb), paired
+        if p: torch.sub(U[i, :, :ka], U[i, :, ka:], out=U[i, :, ka:]); V[i, :ka].sub_(V[i, ka:])  # Ba - Bb, Aa - Ab
+    s = torch.tensor([[ca] * ka + [ca if p else -cb] * kb for (ca, cb), p in zip(c, paired)], dtype=torch.float64)
+    return U, V, s.reshape(n, k), torch.tensor(paired)
 
 
 # %% ../nbs/08_slider.ipynb #e729803e
@@ -184,11 +185,12 @@ def _batches(a: Lora, b: Lora, names: list[str]) -> list[tuple[int, int, list[st
 
 # %% ../nbs/08_slider.ipynb #46b1d157
 def _reduce_batch_modules(a: Lora, b: Lora, batch: tuple[int, int, list[str]], weights: tuple[float, float],
-                          dtype: torch.dtype, **options) -> dict[str, tuple[LoraModule, dict]]:
-    "The slider's modules of one batch from `_batches`, each with its analysis row."
+                          dtype: torch.dtype, buffer: torch.Tensor | None = None,
+                          **options) -> dict[str, tuple[LoraModule, dict]]:
+    "The slider's modules of one batch from `_batches`, each with its analysis row (`buffer`: as `_stack_factors`)."
     ka, kb, names = batch
     pairs = [(a.modules.get(n), b.modules.get(n)) for n in names]
-    U, V, s, paired = _stack_factors(pairs, weights, ka, kb)
+    U, V, s, paired = _stack_factors(pairs, weights, ka, kb, buffer)
     results, Gu, Gv = _reduce_batch(U, V, s, **options)
     norms_a, norms_b = _side_norms(Gu, Gv, ka, paired)
     out = {}
@@ -214,11 +216,16 @@ def _reduce_all(a: Lora, b: Lora, names: list[str], weights: tuple[float, float]
                 **options,  # rank, energy, alpha, clamp_quantile as in `reduce_module`
                ) -> dict[str, tuple[LoraModule, dict]]:
     "The reduced modules `names` with their analysis rows, batch by batch on as many threads as torch has."
-    def reduce(batch): return _reduce_batch_modules(a, b, batch, weights, dtype, **options)
+    batches, workers, workspace = _batches(a, b, names), torch.get_num_threads(), threading.local()
+    size = max(len(ns) * (ka + kb) * sum((a.modules.get(ns[0]) or b.modules[ns[0]]).shape) for ka, kb, ns in batches)
+    def reduce(batch):
+        if not hasattr(workspace, 'buffer'): workspace.buffer = torch.empty(size)  # one per thread, for every batch
+        return _reduce_batch_modules(a, b, batch, weights, dtype, workspace.buffer, **options)
     done = {}
-    with _torch_threads(1), ThreadPoolExecutor(torch.get_num_threads()) as pool:
-        for part in pool.map(reduce, _batches(a, b, names)): done.update(part)
+    with _torch_threads(1), ThreadPoolExecutor(workers) as pool:
+        for part in pool.map(reduce, batches): done.update(part)
     return {n: done[n] for n in names}
+
 
 # %% ../nbs/08_slider.ipynb #382f74d5
 def _analysis_summary(modules: dict[str, dict]) -> dict:
@@ -338,6 +345,16 @@ def _write_analysis(analysis: dict, analyze: Path) -> dict[str, str]:
     plt.close('all')
     return dict(analysis=str(analyze), figure=str(analyze.with_suffix('.png')))
 
+# %% ../nbs/08_slider.ipynb #b19ce278
+@contextlib.contextmanager
+def _gc_paused():
+    "Run the block without Python's cyclic garbage collector, restoring its state afterwards."
+    enabled = gc.isenabled()
+    gc.disable()
+    try: yield
+    finally:
+        if enabled: gc.enable()
+
 # %% ../nbs/08_slider.ipynb #a5221b68
 def make_slider(a: Path, b: Path, out: Path, to: str = 'comfy',
                 analyze: Path | None = None,  # JSON file for the analysis; the figure goes beside it as .png
@@ -345,8 +362,9 @@ def make_slider(a: Path, b: Path, out: Path, to: str = 'comfy',
                 **options) -> dict:
     "Read LoRAs `a` and `b`, write the slider `a - b` (options of `slider_lora`) to `out`; returns a summary."
     if to not in FORMATS: raise ValueError(f"Unknown LoRA format {to!r}; choose from {FORMATS}.")
-    slider, analysis = slider_lora(read_lora(a), read_lora(b), dtype=torch.float32 if dtype else None, **options)
-    write_lora(slider, out, to, dtype)
+    with _gc_paused():
+        slider, analysis = slider_lora(read_lora(a), read_lora(b), dtype=torch.float32 if dtype else None, **options)
+        write_lora(slider, out, to, dtype)
     summary = dict(output=str(out), to=to, **analysis['summary'])
     if analyze is not None: summary.update(_write_analysis(analysis, analyze))
     return summary

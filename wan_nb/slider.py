@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_slider.ipynb #f48053cf
 from __future__ import annotations
-import contextlib, gc, json, math, re, threading
+import bisect, contextlib, gc, itertools, json, math, re, threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -30,15 +30,14 @@ def _gram_svd(U: torch.Tensor, V: torch.Tensor, s: torch.Tensor,
 
 
 # %% ../nbs/08_slider.ipynb #a27e76d0
-def _energy_rank(S: torch.Tensor, energy: float) -> int:
+def _energy_rank(S: list[float], energy: float) -> int:
     "Smallest rank whose singular values `S` keep the fraction `energy` of their squared sum (1 if all 0)."
-    e = S.double()**2
-    if e.sum() == 0: return 1
-    kept = torch.cumsum(e, 0) / e.sum()
-    return min(int(torch.searchsorted(kept, torch.tensor(energy - 1e-12, dtype=kept.dtype))) + 1, len(S))
+    kept = list(itertools.accumulate(x * x for x in S))
+    if kept[-1] == 0: return 1
+    return min(bisect.bisect_left(kept, (energy - 1e-12) * kept[-1]) + 1, len(S))
 
 # %% ../nbs/08_slider.ipynb #4e07f5ff
-def _choose_rank(S: torch.Tensor, rank: int | None = None, energy: float | None = None) -> int:
+def _choose_rank(S: list[float], rank: int | None = None, energy: float | None = None) -> int:
     "Output rank for singular values `S`: `rank` (capped by their number), or the smallest keeping `energy`."
     if (rank is None) == (energy is None):
         raise ValueError(f"Give a rank or an energy fraction, not both or neither "
@@ -58,11 +57,11 @@ def _clamp_factors(B: torch.Tensor, A: torch.Tensor,
     return B.clamp(-hi, hi), A.clamp(-hi, hi)
 
 # %% ../nbs/08_slider.ipynb #01842e0e
-def _svd_stats(S: torch.Tensor, r: int) -> dict:
+def _svd_stats(S: list[float], r: int) -> dict:
     "Norm, first 8 singular values, rank `r` and the fraction of energy it keeps, from singular values `S`."
-    e = S.double()**2
-    return dict(norm=float(e.sum().sqrt()), rank=r, singular_values=[float(s) for s in S[:8]],
-                retained_energy=float(e[:r].sum() / e.sum()) if e.sum() > 0 else 1.0)
+    e = [x * x for x in S]
+    return dict(norm=math.sqrt(sum(e)), rank=r, singular_values=S[:8],
+                retained_energy=sum(e[:r]) / sum(e) if sum(e) > 0 else 1.0)
 
 # %% ../nbs/08_slider.ipynb #575ae719
 def _reduce_batch(U: torch.Tensor,  # n x out x k
@@ -73,14 +72,15 @@ def _reduce_batch(U: torch.Tensor,  # n x out x k
                  ) -> tuple[list[tuple[torch.Tensor, torch.Tensor, float, dict]], torch.Tensor, torch.Tensor]:
     "`reduce_module` of each `U[i] diag(s[i]) V[i]` as `(B, A, alpha, stats)`, and the batch's Grams."
     S, C, Gu, Gv = _gram_svd(U, V, s)
-    S = S[..., :min(U.shape[-2], V.shape[-1], V.shape[-2])]
+    S = S[..., :min(U.shape[-2], V.shape[-1], V.shape[-2])].tolist()
     ranks = [_choose_rank(x, rank, energy) for x in S]
+    alphas = [float(r if alpha is None else alpha) for r in ranks]
     C = C[..., :max(ranks)]
-    B, A = ((s[..., :, None] * (Gv @ C)).float().mT @ U.mT).mT, C.mT.float() @ V  # (M^T U^T)^T: 4x faster than U @ M
+    scale = torch.tensor([r / a for r, a in zip(ranks, alphas)], dtype=torch.float64)[:, None, None]
+    B, A = ((scale * s[..., :, None] * (Gv @ C)).float().mT @ U.mT).mT, C.mT.float() @ V  # (M^T U^T)^T: 4x faster than U @ M
     out = []
-    for i, r in enumerate(ranks):
-        out_alpha = float(r) if alpha is None else float(alpha)
-        Bi, Ai = B[i, :, :r] * (r / out_alpha), A[i, :r]
+    for i, (r, out_alpha) in enumerate(zip(ranks, alphas)):
+        Bi, Ai = B[i, :, :r], A[i, :r]
         if clamp_quantile is not None: Bi, Ai = _clamp_factors(Bi, Ai, clamp_quantile)
         out.append((Bi, Ai, out_alpha, _svd_stats(S[i], r)))
     return out, Gu, Gv
@@ -198,7 +198,7 @@ def _reduce_batch_modules(a: Lora, b: Lora, batch: tuple[int, int, list[str]], w
         info = dict(wan_name=wan_name(name), block=split_block(name)[0], shape=list((ma or mb).shape),
                     rank_a=ka, rank_b=kb, norm_a=math.copysign(na, ma.scale) if ma else 0.0,
                     norm_b=math.copysign(nb, mb.scale) if mb else 0.0, **stats)
-        out[name] = LoraModule(name, A.to(dtype).contiguous(), B.to(dtype).contiguous(), alpha), info
+        out[name] = LoraModule(name, A.to(dtype, memory_format=torch.contiguous_format), B.to(dtype, memory_format=torch.contiguous_format), alpha), info
     return out
 
 

@@ -4,11 +4,14 @@ Builds two rank-16 bf16 LoRAs on the 400 block layers of Wan2.1-T2V-14B (40 bloc
 13824) whose factors are correlated (B's are A's plus a change, as two anchors trained on nearly the same data),
 saves them (one with musubi keys, one with ComfyUI keys), then times in a fresh process what `wan-nb slider A B -o OUT
 --rank 4` runs (`make_slider`: read both, reduce, write) and its resident memory before the call and at its peak
-during it (Linux: /proc/self/status, peak reset after the imports). For scale it also times
-reading the two inputs and writing a rank-4 output alone (the I/O floor; target: the slider at most 1.5x it), the
-whole `wan-nb slider` command as a process against `python -c "import torch"` (target: at most 0.5 s more; medians
-of --repeats runs), and the dense route on a sample of layers: form the delta, full SVD (`torch.linalg.svd`),
-extrapolated to all 400 layers; the dense route's error is compared with ours (--dense-sample 0 skips it).
+during it (Linux: /proc/self/status, peak reset after the imports). For scale it also times reading the two inputs
+and writing a rank-4 output alone (the I/O floor; target: the slider at most 1.5x it) and the whole `wan-nb slider`
+command as a process against `python -c "import torch"` (target: at most 0.5 s more). Every time is the median of
+--repeats runs (the in-process one over as many fresh processes). The dense route runs on a sample of layers (form
+the delta, full SVD with `torch.linalg.svd`), extrapolated to all 400 layers, and its error is compared with ours
+(--dense-sample 0 skips it). Last, how exact the slider is: computed in fp32, against the exact best rank-4
+approximation of every layer's difference (QRs of the stacked factors and SVD of the core, all in fp64), as the
+largest relative Frobenius difference (target: 1e-6).
 Usage: python benchmarks/bench_slider.py [--threads 2] [--dense-sample 1] [--repeats 3]
 """
 import argparse, json, os, shutil, statistics, subprocess, sys, tempfile, time
@@ -18,6 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from wan_nb.lora_io import Lora, LoraModule, random_lora, read_lora, wan_shapes, write_lora
+from wan_nb.slider import slider_lora
 
 BLOCKS, DIM, FFN, RANK, OUT_RANK = 40, 5120, 13824, 16, 4
 
@@ -72,9 +76,37 @@ def anchors(seed: int = 0) -> tuple[Lora, Lora]:
     return a, b
 
 
+def exact_rank_r(ma: LoraModule, mb: LoraModule, r: int) -> tuple[torch.Tensor, torch.Tensor]:
+    "fp64 factors `(P, Q)` of the best rank-r approximation of `ma`'s delta minus `mb`'s: QRs and the core's SVD."
+    U = torch.cat([ma.scale * ma.B.double(), -mb.scale * mb.B.double()], 1)
+    Qu, Ru = torch.linalg.qr(U)
+    Qv, Rv = torch.linalg.qr(torch.cat([ma.A.double(), mb.A.double()], 0).T)
+    X, S, Yh = torch.linalg.svd(Ru @ Rv.T)
+    return Qu @ (X[:, :r] * S[:r]), Yh[:r] @ Qv.T
+
+
+def error_vs_exact(a: Lora, b: Lora, slider: Lora) -> float:
+    "Largest relative Frobenius difference between a slider's layers and the exact ones, from 2r x 2r Gram matrices."
+    worst = 0.0
+    for name, m in slider.modules.items():
+        P, Q = exact_rank_r(a.modules[name], b.modules[name], m.rank)
+        L, R = torch.cat([P, -m.scale * m.B.double()], 1), torch.cat([Q, m.A.double()], 0)
+        diff, norm = (L.T @ L * (R @ R.T)).sum().clamp(min=0).sqrt(), (P.T @ P * (Q @ Q.T)).sum().sqrt()
+        worst = max(worst, float(diff / norm))
+    return worst
+
+
 def run_child(code: str) -> dict:
     res = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
     return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def io_seconds(d: Path) -> float:
+    "Seconds to read both inputs and the slider, and write the slider again: the I/O floor."
+    t0 = time.perf_counter()
+    load_file(d/'a.safetensors'); load_file(d/'b.safetensors')
+    save_file(load_file(d/'slider.safetensors'), d/'copy.safetensors')
+    return time.perf_counter() - t0
 
 
 def process_s(cmd: list[str], threads: int, repeats: int) -> float:
@@ -101,17 +133,16 @@ def main(threads: int, dense_sample: int, repeats: int) -> dict:
         a, b = anchors()
         write_lora(a, d/'a.safetensors', 'musubi'); write_lora(b, d/'b.safetensors', 'comfy')
         sizes = {f: (d/f).stat().st_size / 1e6 for f in ('a.safetensors', 'b.safetensors')}
-        run_child(CHILD.format(threads=threads, a=str(d/'a.safetensors'), b=str(d/'b.safetensors'), out=str(d/'warm.safetensors'), rank=OUT_RANK))
-        ours = run_child(CHILD.format(threads=threads, a=str(d/'a.safetensors'), b=str(d/'b.safetensors'), out=str(d/'slider.safetensors'), rank=OUT_RANK))
+        child = CHILD.format(threads=threads, a=str(d/'a.safetensors'), b=str(d/'b.safetensors'), out=str(d/'slider.safetensors'), rank=OUT_RANK)
+        runs = [run_child(child) for _ in range(repeats + 1)][1:]  # after one warm-up, each in a fresh process
+        ours = sorted(runs, key=lambda r: r['slider_s'])[len(runs) // 2]  # the median run
         out_mb = (d/'slider.safetensors').stat().st_size / 1e6
-        t0 = time.perf_counter()
-        load_file(d/'a.safetensors'); load_file(d/'b.safetensors')
-        save_file(load_file(d/'slider.safetensors'), d/'copy.safetensors')
-        io_s = time.perf_counter() - t0
+        io_s = statistics.median(io_seconds(d) for _ in range(repeats))
         command_s = process_s([wan_nb_exe(), 'slider', str(d/'a.safetensors'), str(d/'b.safetensors'),
                                '-o', str(d/'cli.safetensors'), '--rank', str(OUT_RANK)], threads, repeats)
         torch_s = process_s([sys.executable, '-c', 'import torch'], threads, repeats)
-        ours.update(command_s=command_s, torch_s=torch_s)
+        ours.update(command_s=command_s, torch_s=torch_s,
+                    error=error_vs_exact(a, b, slider_lora(a, b, rank=OUT_RANK, dtype=torch.float32)[0]))
         if not dense_sample: return summary(threads, sizes, out_mb, ours, io_s)
         names = [f'blocks.{i}.attn1.to_q' for i in range(dense_sample)] + [f'blocks.{i}.ffn.net.0.proj' for i in range(dense_sample)]
         dense = run_child(DENSE_CHILD.format(threads=threads, a=str(d/'a.safetensors'), b=str(d/'b.safetensors'), names=names, rank=OUT_RANK))
@@ -134,7 +165,8 @@ def summary(threads: int, sizes: dict, out_mb: float, ours: dict, io_s: float) -
                 command_s=round(ours['command_s'], 3), torch_import_s=round(ours['torch_s'], 3),
                 command_minus_torch_import_s=round(ours['command_s'] - ours['torch_s'], 3),
                 target_command_at_most_torch_import_plus_0_5_s=ours['command_s'] - ours['torch_s'] <= 0.5,
-                retained_energy=round(ours['retained_energy'], 4))
+                retained_energy=round(ours['retained_energy'], 4),
+                max_rel_error_vs_exact_fp64=float(f"{ours['error']:.2e}"), target_error_at_most_1e_6=ours['error'] <= 1e-6)
 
 
 def dense_summary(dense: dict, dense_sample: int, ours: dict, errors: dict) -> dict:
@@ -152,5 +184,5 @@ if __name__ == '__main__':
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--threads', type=int, default=2)
     p.add_argument('--dense-sample', type=int, default=1, help='layers of each kind (attn, ffn) the dense SVD runs on (0: skip)')
-    p.add_argument('--repeats', type=int, default=3, help='runs of the command and of the torch import (median)')
+    p.add_argument('--repeats', type=int, default=3, help='runs of each timing (median)')
     print(json.dumps(main(**vars(p.parse_args())), indent=1))

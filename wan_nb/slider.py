@@ -193,12 +193,12 @@ def _reduce_batch_modules(a: Lora, b: Lora, batch: tuple[int, int, list[str]], w
     U, V, s, paired = _stack_factors(pairs, weights, ka, kb, buffer)
     results, Gu, Gv = _reduce_batch(U, V, s, **options)
     norms_a, norms_b = _side_norms(Gu, Gv, ka, paired)
-    out = {}
+    out, dense = {}, dict(dtype=dtype, memory_format=torch.contiguous_format)
     for name, (ma, mb), (B, A, alpha, stats), na, nb in zip(names, pairs, results, norms_a, norms_b):
         info = dict(wan_name=wan_name(name), block=split_block(name)[0], shape=list((ma or mb).shape),
                     rank_a=ka, rank_b=kb, norm_a=math.copysign(na, ma.scale) if ma else 0.0,
                     norm_b=math.copysign(nb, mb.scale) if mb else 0.0, **stats)
-        out[name] = LoraModule(name, A.to(dtype, memory_format=torch.contiguous_format), B.to(dtype, memory_format=torch.contiguous_format), alpha), info
+        out[name] = LoraModule(name, A.to(**dense), B.to(**dense), alpha), info
     return out
 
 
@@ -225,7 +225,6 @@ def _reduce_all(a: Lora, b: Lora, names: list[str], weights: tuple[float, float]
     with _torch_threads(1), ThreadPoolExecutor(workers) as pool:
         for part in pool.map(reduce, batches): done.update(part)
     return {n: done[n] for n in names}
-
 
 # %% ../nbs/08_slider.ipynb #382f74d5
 def _analysis_summary(modules: dict[str, dict]) -> dict:

@@ -11,17 +11,19 @@ command as a process against `python -c "import torch"` (target: at most 0.5 s m
 the delta, full SVD with `torch.linalg.svd`), extrapolated to all 400 layers, and its error is compared with ours
 (--dense-sample 0 skips it). Last, how exact the slider is: computed in fp32, against the exact best rank-4
 approximation of every layer's difference (QRs of the stacked factors and SVD of the core, all in fp64), as the
-largest relative Frobenius difference (target: 1e-6).
+largest relative Frobenius difference (target: 1e-6). And what any exact fp32 route must do at least, timed alone
+on the same threads: convert the bf16 factors to fp32 and form their Gram matrices (the least arithmetic: 9.8 GFLOP).
 Usage: python benchmarks/bench_slider.py [--threads 2] [--dense-sample 1] [--repeats 3]
 """
-import argparse, json, os, shutil, statistics, subprocess, sys, tempfile, time
+import argparse, json, os, shutil, statistics, subprocess, sys, tempfile, threading, time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from wan_nb.lora_io import Lora, LoraModule, random_lora, read_lora, wan_shapes, write_lora
-from wan_nb.slider import slider_lora
+from wan_nb.slider import _BATCH_VALUES, _batches, _stack_factors, _torch_threads, slider_lora
 
 BLOCKS, DIM, FFN, RANK, OUT_RANK = 40, 5120, 13824, 16, 4
 
@@ -96,6 +98,23 @@ def error_vs_exact(a: Lora, b: Lora, slider: Lora) -> float:
     return worst
 
 
+def least_work_s(a: Lora, b: Lora, threads: int, repeats: int) -> dict:
+    "Median seconds, on `threads` threads, to convert all factors to fp32 batch by batch, and to form their Grams."
+    batches, workspace = _batches(a, b, list(a.modules)), threading.local()
+    pairs = lambda names: [(a.modules[n], b.modules[n]) for n in names]
+    def convert(batch):  # into one workspace per thread, as the slider does
+        ka, kb, names = batch
+        if not hasattr(workspace, 'buffer'): workspace.buffer = torch.empty(_BATCH_VALUES)
+        _stack_factors(pairs(names), (1.0, 1.0), ka, kb, workspace.buffer)
+    def grams(UV): U, V = UV; return U.mT @ U, V @ V.mT
+    def timed(work, items) -> float:
+        with _torch_threads(1), ThreadPoolExecutor(threads) as pool:
+            t0 = time.perf_counter(); list(pool.map(work, items)); return time.perf_counter() - t0
+    stacked = [_stack_factors(pairs(names), (1.0, 1.0), ka, kb)[:2] for ka, kb, names in batches]
+    return dict(convert_s=statistics.median(timed(convert, batches) for _ in range(repeats)),
+                gram_s=statistics.median(timed(grams, stacked) for _ in range(repeats)))
+
+
 def run_child(code: str) -> dict:
     res = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
     return json.loads(res.stdout.strip().splitlines()[-1])
@@ -142,7 +161,8 @@ def main(threads: int, dense_sample: int, repeats: int) -> dict:
                                '-o', str(d/'cli.safetensors'), '--rank', str(OUT_RANK)], threads, repeats)
         torch_s = process_s([sys.executable, '-c', 'import torch'], threads, repeats)
         ours.update(command_s=command_s, torch_s=torch_s,
-                    error=error_vs_exact(a, b, slider_lora(a, b, rank=OUT_RANK, dtype=torch.float32)[0]))
+                    error=error_vs_exact(a, b, slider_lora(a, b, rank=OUT_RANK, dtype=torch.float32)[0]),
+                    least=least_work_s(a, b, threads, repeats))
         if not dense_sample: return summary(threads, sizes, out_mb, ours, io_s)
         names = [f'blocks.{i}.attn1.to_q' for i in range(dense_sample)] + [f'blocks.{i}.ffn.net.0.proj' for i in range(dense_sample)]
         dense = run_child(DENSE_CHILD.format(threads=threads, a=str(d/'a.safetensors'), b=str(d/'b.safetensors'), names=names, rank=OUT_RANK))
@@ -166,7 +186,9 @@ def summary(threads: int, sizes: dict, out_mb: float, ours: dict, io_s: float) -
                 command_minus_torch_import_s=round(ours['command_s'] - ours['torch_s'], 3),
                 target_command_at_most_torch_import_plus_0_5_s=ours['command_s'] - ours['torch_s'] <= 0.5,
                 retained_energy=round(ours['retained_energy'], 4),
-                max_rel_error_vs_exact_fp64=float(f"{ours['error']:.2e}"), target_error_at_most_1e_6=ours['error'] <= 1e-6)
+                max_rel_error_vs_exact_fp64=float(f"{ours['error']:.2e}"), target_error_at_most_1e_6=ours['error'] <= 1e-6,
+                least_work_convert_s=round(ours['least']['convert_s'], 3), least_work_gram_s=round(ours['least']['gram_s'], 3),
+                least_work_over_io=round(sum(ours['least'].values()) / io_s, 2))
 
 
 def dense_summary(dense: dict, dense_sample: int, ours: dict, errors: dict) -> dict:
